@@ -1,0 +1,37 @@
+//! One module per subcommand: argument definitions, then a `run` that wires the libraries.
+
+pub mod bench;
+pub mod eval;
+pub mod models;
+pub mod predict;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+/// A run folder resolves to its `best.ckpt` (else `last.ckpt`); a file is taken as it is.
+pub fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        for name in ["best.ckpt", "last.ckpt"] {
+            let p = path.join(name);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        bail!(
+            "{}: no best.ckpt or last.ckpt in this folder; pass a run folder written by `convnet train`",
+            path.display()
+        );
+    }
+    if !path.exists() {
+        bail!("{}: no such file or run folder", path.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Whether to draw progress bars: only on a terminal.
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}

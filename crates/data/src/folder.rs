@@ -1,0 +1,332 @@
+//! ImageFolder: a folder of class sub-folders of images (torchvision `ImageFolder`, Keras
+//! `flow_from_directory`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageReader};
+
+use crate::dataset::Dataset;
+use crate::error::DataError;
+
+/// Largest image accepted before decoding, in pixels (guards against decompression bombs).
+pub const MAX_PIXELS: u64 = 178_956_970;
+
+/// Extensions read without sniffing; anything else is sniffed for a known image signature.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "pgm", "ppm",
+];
+
+/// A scanned class-per-folder dataset. Images are decoded lazily, on the loader's workers.
+pub struct ImageFolder {
+    root: PathBuf,
+    files: Vec<(PathBuf, usize)>,
+    classes: Vec<String>,
+    /// Files that were skipped as not being images (hidden files, other formats).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Whether `path` looks like an image: a known extension, or a known signature.
+fn is_image(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    if ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())) {
+        return true;
+    }
+    let mut head = [0u8; 32];
+    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) {
+        Ok(n) => image::guess_format(&head[..n]).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl ImageFolder {
+    /// Scans `root`: each non-hidden sub-folder is a class (sorted by name), each image file in
+    /// it (recursively) a sample. An empty class folder is an error, since its label would
+    /// silently never be trained.
+    pub fn open(root: &Path) -> Result<Self, DataError> {
+        if !root.is_dir() {
+            return Err(DataError::io(
+                root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+            ));
+        }
+        let class_dirs: Vec<PathBuf> = sorted_entries(root)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .collect();
+        if class_dirs.is_empty() {
+            return Err(DataError::Empty {
+                path: root.to_path_buf(),
+                why: "no class sub-folders; expected ROOT/CLASS_NAME/IMAGE files".into(),
+            });
+        }
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        let mut classes = Vec::new();
+        for (label, dir) in class_dirs.iter().enumerate() {
+            let before = files.len();
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for p in sorted_entries(&d)?.into_iter().rev() {
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if is_image(&p) {
+                        files.push((p, label));
+                    } else {
+                        skipped.push(p);
+                    }
+                }
+            }
+            files[before..].sort();
+            if files.len() == before {
+                return Err(DataError::Empty {
+                    path: dir.clone(),
+                    why: "class folder has no images; add images or remove the folder".into(),
+                });
+            }
+            classes.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            files,
+            classes,
+            skipped,
+        })
+    }
+
+    /// Replaces folder names by display names from a JSON object `{"folder": "name", …}`
+    /// (seed 003's `cat_to_name.json`). Folders missing from the map keep their name.
+    pub fn with_class_map(mut self, json: &Path) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(json).map_err(|e| DataError::io(json, e))?;
+        let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+            DataError::format(
+                json,
+                format!("expected a JSON object of folder → class name: {e}"),
+            )
+        })?;
+        for c in &mut self.classes {
+            if let Some(name) = map.get(c.as_str()) {
+                *c = name.clone();
+            }
+        }
+        Ok(self)
+    }
+
+    /// The scanned root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of sample `index`.
+    pub fn path(&self, index: usize) -> &Path {
+        &self.files[index].0
+    }
+}
+
+/// Decodes one image file, refusing absurd dimensions before decoding.
+pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+    let bad = |why: String| DataError::Image {
+        path: path.to_path_buf(),
+        why,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if (w as u64) * (h as u64) > MAX_PIXELS {
+        return Err(bad(format!(
+            "{w}x{h} pixels exceeds the limit of {MAX_PIXELS}"
+        )));
+    }
+    let reader = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    reader.decode().map_err(|e| bad(e.to_string()))
+}
+
+/// Unlabelled image files (for prediction): the files given, and the images found under the
+/// folders given, in order.
+pub struct ImageFiles {
+    files: Vec<PathBuf>,
+    /// Inputs that were skipped as not being images.
+    pub skipped: Vec<PathBuf>,
+}
+
+impl ImageFiles {
+    /// Collects `inputs`; a missing path is an error naming it.
+    pub fn collect(inputs: &[PathBuf]) -> Result<Self, DataError> {
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        for input in inputs {
+            if input.is_dir() {
+                let mut stack = vec![input.clone()];
+                let mut found = Vec::new();
+                while let Some(d) = stack.pop() {
+                    for p in sorted_entries(&d)? {
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else if is_image(&p) {
+                            found.push(p);
+                        } else {
+                            skipped.push(p);
+                        }
+                    }
+                }
+                found.sort();
+                files.extend(found);
+            } else if input.exists() {
+                files.push(input.clone());
+            } else {
+                return Err(DataError::io(
+                    input,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+                ));
+            }
+        }
+        Ok(Self { files, skipped })
+    }
+
+    /// Path of file `index`.
+    pub fn path(&self, index: usize) -> &Path {
+        &self.files[index]
+    }
+}
+
+impl Dataset for ImageFiles {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn classes(&self) -> &[String] {
+        &[]
+    }
+    fn label(&self, _index: usize) -> usize {
+        0
+    }
+    fn describe(&self, index: usize) -> String {
+        self.files[index].display().to_string()
+    }
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        decode(&self.files[index])
+    }
+}
+
+impl Dataset for ImageFolder {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn label(&self, index: usize) -> usize {
+        self.files[index].1
+    }
+    fn describe(&self, index: usize) -> String {
+        self.files[index].0.display().to_string()
+    }
+    fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        decode(&self.files[index].0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, RgbImage};
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, n) in [("cat", 3), ("dog", 2)] {
+            let d = dir.path().join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                RgbImage::from_pixel(5 + i, 4, image::Rgb([i as u8, 0, 0]))
+                    .save(d.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        GrayImage::new(3, 3)
+            .save(dir.path().join("dog/x.jpg"))
+            .unwrap();
+        std::fs::write(dir.path().join("dog/.DS_Store"), b"junk").unwrap();
+        std::fs::write(dir.path().join("dog/notes.txt"), b"hello").unwrap();
+        // A PNG without an extension is found by its signature.
+        GrayImage::new(2, 2)
+            .save_with_format(dir.path().join("cat/noext"), image::ImageFormat::Png)
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn discovers_sorted_classes_and_skips_non_images() {
+        let dir = tree();
+        let ds = ImageFolder::open(dir.path()).unwrap();
+        assert_eq!(ds.classes(), &["cat".to_string(), "dog".to_string()]);
+        assert_eq!(ds.len(), 4 + 3);
+        assert_eq!((0..ds.len()).filter(|&i| ds.label(i) == 1).count(), 3);
+        assert_eq!(ds.skipped.len(), 1, "{:?}", ds.skipped);
+        assert!(ds.image(0).is_ok());
+    }
+
+    #[test]
+    fn class_map_renames_classes() {
+        let dir = tree();
+        let map = dir.path().join("cat_to_name.json");
+        std::fs::write(&map, r#"{"cat": "tabby cat"}"#).unwrap();
+        let ds = ImageFolder::open(dir.path())
+            .unwrap()
+            .with_class_map(&map)
+            .unwrap();
+        assert_eq!(ds.classes(), &["tabby cat".to_string(), "dog".to_string()]);
+        std::fs::write(&map, "[1, 2]").unwrap();
+        let err = ImageFolder::open(dir.path())
+            .unwrap()
+            .with_class_map(&map)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cat_to_name.json"), "{err}");
+    }
+
+    #[test]
+    fn empty_class_and_missing_root_are_errors_naming_the_path() {
+        let dir = tree();
+        std::fs::create_dir(dir.path().join("emu")).unwrap();
+        let err = ImageFolder::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("emu") && err.contains("no images"), "{err}");
+        let err = ImageFolder::open(&dir.path().join("nope"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_truncated_images_are_errors_naming_the_file() {
+        let dir = tree();
+        let png = dir.path().join("cat/0.png");
+        let bytes = std::fs::read(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
+        let ds = ImageFolder::open(dir.path()).unwrap();
+        let i = (0..ds.len()).find(|&i| ds.path(i) == png).unwrap();
+        let err = ds.image(i).unwrap_err().to_string();
+        assert!(err.contains("0.png"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Running a model over a loader or a list of images.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use convnet_data::{Batch, Loader};
+use convnet_nn::Network;
+
+use crate::metrics::{Metrics, softmax};
+
+/// Logits of one batch, as `N * classes` floats. `model` should be in inference mode
+/// ([`valid`](burn::module::Module::valid)).
+pub fn logits_of(model: &Network, batch: &Batch, device: &Device) -> Vec<f32> {
+    let x = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), batch.shape), device);
+    model
+        .forward(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("logits are f32")
+}
+
+/// Evaluates `model` (inference mode) over every batch of `loader`, calling `on_batch` after
+/// each (for progress and warnings about skipped samples).
+pub fn evaluate(
+    model: &Network,
+    loader: &Loader,
+    device: &Device,
+    mut on_batch: impl FnMut(&Batch, &Metrics),
+) -> Metrics {
+    let mut m = Metrics::new(loader.dataset().classes().len());
+    for batch in loader.epoch(0) {
+        if !batch.labels.is_empty() {
+            let logits = logits_of(model, &batch, device);
+            m.update(&logits, &batch.labels);
+        }
+        on_batch(&batch, &m);
+    }
+    m
+}
+
+/// The `k` most probable classes of each row of logits, as `(class index, probability)`.
+pub fn predict_top_k(logits: &[f32], num_classes: usize, k: usize) -> Vec<Vec<(usize, f32)>> {
+    logits
+        .chunks_exact(num_classes)
+        .map(|row| {
+            let p = softmax(row);
+            let mut idx: Vec<usize> = (0..num_classes).collect();
+            idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+            idx.into_iter().take(k).map(|i| (i, p[i])).collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_sorted_and_sized() {
+        let out = predict_top_k(&[0.0, 2.0, 1.0, 5.0, 5.0, 5.0], 3, 2);
+        assert_eq!(out[0].iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(out[0][0].1 > out[0][1].1);
+        assert_eq!(out[1].iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert!((out[1][0].1 - 1.0 / 3.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,8 @@
+//! Metrics, evaluation and pictures: what a trained model is judged by and what people look at.
+
+pub mod evaluate;
+pub mod metrics;
+pub mod plot;
+
+pub use evaluate::{evaluate, logits_of, predict_top_k};
+pub use metrics::Metrics;

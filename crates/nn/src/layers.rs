@@ -1,0 +1,71 @@
+//! Building blocks shared by the model families, and the output-size arithmetic they rely on.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Output length of a convolution or pooling window along one axis:
+/// `floor((W - F + 2P) / S) + 1`, or `None` when the window does not fit.
+pub fn conv_out(w: usize, f: usize, s: usize, p: usize) -> Option<usize> {
+    let padded = w + 2 * p;
+    if s == 0 || padded < f {
+        return None;
+    }
+    Some((padded - f) / s + 1)
+}
+
+/// A square convolution with zero padding `p`, stride `s` and a bias, initialised like PyTorch.
+pub fn conv2d(c_in: usize, c_out: usize, k: usize, s: usize, p: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([s, s])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .init(device)
+}
+
+/// Convolution (no bias) → batch norm → ReLU: the unit of most modern CNNs.
+#[derive(Module, Debug)]
+pub struct ConvBnRelu {
+    /// The convolution, without bias since batch norm re-centres.
+    pub conv: Conv2d,
+    /// Batch normalisation over the output channels.
+    pub bn: BatchNorm,
+}
+
+impl ConvBnRelu {
+    /// A `k`x`k` convolution with stride `s` and padding `p`.
+    pub fn new(c_in: usize, c_out: usize, k: usize, s: usize, p: usize, device: &Device) -> Self {
+        let conv = Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_stride([s, s])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(false)
+            .init(device);
+        Self {
+            conv,
+            bn: BatchNormConfig::new(c_out).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// `[N, c_in, H, W]` → `[N, c_out, H', W']`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_out_matches_the_formula() {
+        // Seed 003: 32x32 input, 5x5 filters, stride 1, padding 2 keeps 32.
+        assert_eq!(conv_out(32, 5, 1, 2), Some(32));
+        // AlexNet conv1: 227, 11x11, stride 4 -> 55.
+        assert_eq!(conv_out(227, 11, 4, 0), Some(55));
+        // Seed 000: 224 with a 3x3 pool of stride 3 -> 74.
+        assert_eq!(conv_out(224, 3, 3, 0), Some(74));
+        assert_eq!(conv_out(2, 5, 1, 0), None);
+    }
+}
