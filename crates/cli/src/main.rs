@@ -25,6 +25,9 @@ enum Command {
     Predict(cmd::predict::Args),
     /// List the models convnet can build.
     Models,
+    /// Dataset utilities (export a split as an image folder).
+    #[command(subcommand)]
+    Data(cmd::data::Command),
     /// Measure training throughput (images/s) of a model on synthetic data.
     Bench(cmd::bench::Args),
 }
@@ -37,6 +40,7 @@ fn main() {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Models => cmd::models::run(),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Data(c) => cmd::data::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

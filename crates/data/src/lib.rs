@@ -7,6 +7,7 @@
 pub mod dataset;
 pub mod download;
 pub mod error;
+pub mod export;
 pub mod fashion;
 pub mod files;
 pub mod folder;

@@ -13,6 +13,9 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// A training set and, when there is one, its validation set.
+pub type TrainVal = (Arc<dyn Dataset>, Option<Arc<dyn Dataset>>);
+
 /// Where images come from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -70,12 +73,8 @@ impl Source {
 
     /// Training and validation sets. Validation is the `val/` folder when there is one,
     /// otherwise a seeded `val_split` fraction of the training data (none at 0).
-    pub fn train_val(
-        &self,
-        val_split: f64,
-        seed: u64,
-    ) -> Result<(Arc<dyn Dataset>, Option<Arc<dyn Dataset>>), DataError> {
-        let split = |all: Arc<dyn Dataset>| -> (Arc<dyn Dataset>, Option<Arc<dyn Dataset>>) {
+    pub fn train_val(&self, val_split: f64, seed: u64) -> Result<TrainVal, DataError> {
+        let split = |all: Arc<dyn Dataset>| -> TrainVal {
             if val_split <= 0.0 {
                 return (all, None);
             }

@@ -25,7 +25,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "small-cnn",
         input: [1, 28, 28],
         family: "VGG-style",
-        paper: "convnet default (conv-BN-ReLU x4, Ioffe & Szegedy 2015)",
+        paper: "convnet default (conv-BN-ReLU x2, Ioffe & Szegedy 2015)",
         build: |s, d| Ok(Network::SmallCnn(small::SmallCnn::new(s, d)?)),
     },
     ModelEntry {

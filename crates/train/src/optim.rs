@@ -12,7 +12,7 @@ pub fn build(cfg: &OptimizerConfig) -> ModuleOptimizer {
     let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
     match cfg.kind {
         OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((cfg.momentum > 0.0).then(|| MomentumConfig {
+            .with_momentum((cfg.momentum > 0.0).then_some(MomentumConfig {
                 momentum: cfg.momentum,
                 dampening: 0.0,
                 nesterov: false,

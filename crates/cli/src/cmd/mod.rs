@@ -1,6 +1,7 @@
 //! One module per subcommand: argument definitions, then a `run` that wires the libraries.
 
 pub mod bench;
+pub mod data;
 pub mod eval;
 pub mod models;
 pub mod predict;

@@ -10,6 +10,8 @@ use burn::tensor::Tensor;
 use crate::spec::{ModelError, ModelSpec};
 
 /// Any model of the zoo. Adding a family adds a variant here and an arm to [`Network::forward`].
+// One `Network` exists per model in a process; variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     /// LeNet-5.

@@ -1,5 +1,5 @@
-//! convnet's default small CNN: two VGG-style stages of conv-BN-ReLU pairs, then a small
-//! classifier. Built to reach >91 % on Fashion-MNIST within minutes on a laptop CPU.
+//! convnet's default small CNN: two conv-BN-ReLU-pool stages and a dropout-regularised dense
+//! classifier. Built to pass 91 % on Fashion-MNIST within minutes on a laptop CPU.
 
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -10,17 +10,13 @@ use burn::tensor::{Device, Tensor};
 use crate::layers::ConvBnRelu;
 use crate::spec::{ModelError, ModelSpec};
 
-/// conv32-conv32-pool-conv64-conv64-pool-fc128-dropout-fc.
+/// conv32-pool-conv64-pool-fc128-dropout-fc, every conv 3x3 with batch norm.
 #[derive(Module, Debug)]
 pub struct SmallCnn {
     /// First stage, 32 channels.
     pub block1: ConvBnRelu,
-    /// First stage, second conv.
-    pub block2: ConvBnRelu,
     /// Second stage, 64 channels.
-    pub block3: ConvBnRelu,
-    /// Second stage, second conv.
-    pub block4: ConvBnRelu,
+    pub block2: ConvBnRelu,
     /// 2x2 max pooling after each stage.
     pub pool: MaxPool2d,
     /// Hidden dense layer.
@@ -40,9 +36,7 @@ impl SmallCnn {
         }
         Ok(Self {
             block1: ConvBnRelu::new(spec.in_channels, 32, 3, 1, 1, device),
-            block2: ConvBnRelu::new(32, 32, 3, 1, 1, device),
-            block3: ConvBnRelu::new(32, 64, 3, 1, 1, device),
-            block4: ConvBnRelu::new(64, 64, 3, 1, 1, device),
+            block2: ConvBnRelu::new(32, 64, 3, 1, 1, device),
             pool: MaxPool2dConfig::new([2, 2]).init(),
             fc1: LinearConfig::new(64 * h * w, 128).init(device),
             dropout: DropoutConfig::new(0.3).init(),
@@ -53,12 +47,8 @@ impl SmallCnn {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .pool
-            .forward(self.block2.forward(self.block1.forward(x)));
-        let x = self
-            .pool
-            .forward(self.block4.forward(self.block3.forward(x)));
+        let x = self.pool.forward(self.block1.forward(x));
+        let x = self.pool.forward(self.block2.forward(x));
         let x = relu(self.fc1.forward(x.flatten::<2>(1, 3)));
         self.fc2.forward(self.dropout.forward(x))
     }

@@ -1,0 +1,98 @@
+"""PyTorch side of `bench/run.sh`: the same networks and steps as `convnet bench`.
+
+Prints one JSON line like convnet's, so the runner can compare the two.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MnistCnn(nn.Module):
+    """Seed 003's CNN: conv16 5x5 p2, pool, conv32 5x5 p2, pool, linear 1568 -> 10."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
+        self.out = nn.Linear(32 * 7 * 7, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.out(x.flatten(1))
+
+
+class SmallCnn(nn.Module):
+    """convnet's default: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, dropout 0.3, fc."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(32)
+        self.c2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(64)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.b1(self.c1(x))), 2)
+        x = F.max_pool2d(F.relu(self.b2(self.c2(x))), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(F.dropout(x, 0.3, self.training))
+
+
+MODELS = {"mnist-cnn": (MnistCnn, (1, 28, 28)), "small-cnn": (SmallCnn, (1, 28, 28))}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="mnist-cnn")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--inference", action="store_true")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cls, shape = MODELS[a.model]
+    model = cls()
+    x = torch.randn(a.batch_size, *shape)
+    y = torch.randint(0, 10, (a.batch_size,))
+    if a.inference:
+        model.eval()
+        with torch.no_grad():
+            for i in range(a.warmup + a.steps):
+                if i == a.warmup:
+                    t = time.perf_counter()
+                model(x)
+    else:
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for i in range(a.warmup + a.steps):
+            if i == a.warmup:
+                t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            loss.item()
+    dt = time.perf_counter() - t
+    print(json.dumps({
+        "impl": "pytorch " + torch.__version__,
+        "model": a.model,
+        "mode": "inference" if a.inference else "train",
+        "batch": a.batch_size,
+        "steps": a.steps,
+        "threads": torch.get_num_threads(),
+        "images_per_sec": round(a.steps * a.batch_size / dt, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
