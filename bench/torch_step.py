@@ -56,14 +56,17 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--inference", action="store_true")
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cls, shape = MODELS[a.model]
-    model = cls()
-    x = torch.randn(a.batch_size, *shape)
-    y = torch.randint(0, 10, (a.batch_size,))
+    dev = torch.device(a.device)
+    model = cls().to(dev)
+    x = torch.randn(a.batch_size, *shape, device=dev)
+    y = torch.randint(0, 10, (a.batch_size,), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if a.inference:
         model.eval()
         with torch.no_grad():
@@ -71,6 +74,7 @@ def main():
                 if i == a.warmup:
                     t = time.perf_counter()
                 model(x)
+            sync()
     else:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -82,9 +86,11 @@ def main():
             loss.backward()
             opt.step()
             loss.item()
+    sync()
     dt = time.perf_counter() - t
     print(json.dumps({
         "impl": "pytorch " + torch.__version__,
+        "device": a.device,
         "model": a.model,
         "mode": "inference" if a.inference else "train",
         "batch": a.batch_size,

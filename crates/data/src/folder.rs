@@ -56,6 +56,26 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
+/// All image files under `dir` (recursively, hidden entries skipped), sorted by path, and
+/// the other files found.
+fn walk_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
+    let (mut images, mut others) = (Vec::new(), Vec::new());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in sorted_entries(&d)? {
+            if p.is_dir() {
+                stack.push(p);
+            } else if is_image(&p) {
+                images.push(p);
+            } else {
+                others.push(p);
+            }
+        }
+    }
+    images.sort();
+    Ok((images, others))
+}
+
 impl ImageFolder {
     /// Scans `root`: each non-hidden sub-folder is a class (sorted by name), each image file in
     /// it (recursively) a sample. An empty class folder is an error, since its label would
@@ -81,26 +101,15 @@ impl ImageFolder {
         let mut skipped = Vec::new();
         let mut classes = Vec::new();
         for (label, dir) in class_dirs.iter().enumerate() {
-            let before = files.len();
-            let mut stack = vec![dir.clone()];
-            while let Some(d) = stack.pop() {
-                for p in sorted_entries(&d)?.into_iter().rev() {
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if is_image(&p) {
-                        files.push((p, label));
-                    } else {
-                        skipped.push(p);
-                    }
-                }
-            }
-            files[before..].sort();
-            if files.len() == before {
+            let (images, others) = walk_images(dir)?;
+            skipped.extend(others);
+            if images.is_empty() {
                 return Err(DataError::Empty {
                     path: dir.clone(),
                     why: "class folder has no images; add images or remove the folder".into(),
                 });
             }
+            files.extend(images.into_iter().map(|p| (p, label)));
             classes.push(dir.file_name().unwrap().to_string_lossy().into_owned());
         }
         Ok(Self {
@@ -178,21 +187,9 @@ impl ImageFiles {
         let mut skipped = Vec::new();
         for input in inputs {
             if input.is_dir() {
-                let mut stack = vec![input.clone()];
-                let mut found = Vec::new();
-                while let Some(d) = stack.pop() {
-                    for p in sorted_entries(&d)? {
-                        if p.is_dir() {
-                            stack.push(p);
-                        } else if is_image(&p) {
-                            found.push(p);
-                        } else {
-                            skipped.push(p);
-                        }
-                    }
-                }
-                found.sort();
-                files.extend(found);
+                let (images, others) = walk_images(input)?;
+                files.extend(images);
+                skipped.extend(others);
             } else if input.exists() {
                 files.push(input.clone());
             } else {

@@ -6,10 +6,17 @@ use convnet_nn::Network;
 
 use crate::metrics::{Metrics, softmax};
 
+/// Moves a batch's pixels into a `[N, C, H, W]` tensor on `device` (no host copy;
+/// `batch.images` is left empty).
+pub fn images_tensor(batch: &mut Batch, device: &Device) -> Tensor<4> {
+    let images = std::mem::take(&mut batch.images);
+    Tensor::<4>::from_data(TensorData::new(images, batch.shape), device)
+}
+
 /// Logits of one batch, as `N * classes` floats. `model` should be in inference mode
-/// ([`valid`](burn::module::Module::valid)).
-pub fn logits_of(model: &Network, batch: &Batch, device: &Device) -> Vec<f32> {
-    let x = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), batch.shape), device);
+/// ([`valid`](burn::module::Module::valid)). Consumes the batch's pixels.
+pub fn logits_of(model: &Network, batch: &mut Batch, device: &Device) -> Vec<f32> {
+    let x = images_tensor(batch, device);
     model
         .forward(x)
         .into_data()
@@ -26,9 +33,9 @@ pub fn evaluate(
     mut on_batch: impl FnMut(&Batch, &Metrics),
 ) -> Metrics {
     let mut m = Metrics::new(loader.dataset().classes().len());
-    for batch in loader.epoch(0) {
+    for mut batch in loader.epoch(0) {
         if !batch.labels.is_empty() {
-            let logits = logits_of(model, &batch, device);
+            let logits = logits_of(model, &mut batch, device);
             m.update(&logits, &batch.labels);
         }
         on_batch(&batch, &m);

@@ -4,5 +4,5 @@ pub mod evaluate;
 pub mod metrics;
 pub mod plot;
 
-pub use evaluate::{evaluate, logits_of, predict_top_k};
+pub use evaluate::{evaluate, images_tensor, logits_of, predict_top_k};
 pub use metrics::Metrics;

@@ -10,7 +10,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use convnet_data::{Batch, DataError, Loader, Source};
-use convnet_eval::{Metrics, evaluate};
+use convnet_eval::{Metrics, evaluate, images_tensor};
 use convnet_nn::{ModelError, Network};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -128,8 +128,9 @@ pub struct Outcome {
     pub best_accuracy: f64,
 }
 
-fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let x = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), batch.shape), device);
+/// The batch as input and target tensors; moves the pixels out of `batch`.
+fn to_tensors(batch: &mut Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let x = images_tensor(batch, device);
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch.labels.len()]), device);
     (x, y)
@@ -223,7 +224,7 @@ impl Trainer {
             );
             let mut m = Metrics::new(classes.len());
             let started = Instant::now();
-            for (b, batch) in train_loader.epoch(epoch).enumerate() {
+            for (b, mut batch) in train_loader.epoch(epoch).enumerate() {
                 if self.stop.load(Ordering::SeqCst) {
                     pb.abandon();
                     return Err(self.interrupted(epoch));
@@ -232,7 +233,7 @@ impl Trainer {
                 if batch.labels.is_empty() {
                     continue;
                 }
-                let (x, y) = to_tensors(&batch, &train_device);
+                let (x, y) = to_tensors(&mut batch, &train_device);
                 let logits = model.forward(x);
                 let host = logits.to_data().try_to_vec::<f32>().expect("f32 logits");
                 m.update(&host, &batch.labels);

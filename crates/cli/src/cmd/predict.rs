@@ -60,7 +60,7 @@ pub fn run(a: Args) -> Result<()> {
     let k = a.top.clamp(1, classes.len());
     let mut out = Vec::new();
     let mut failed = 0;
-    for batch in loader.epoch(0) {
+    for mut batch in loader.epoch(0) {
         for (_, why) in &batch.skipped {
             eprintln!("warning: skipped {why}");
             failed += 1;
@@ -68,7 +68,7 @@ pub fn run(a: Args) -> Result<()> {
         if batch.labels.is_empty() {
             continue;
         }
-        let logits = logits_of(&model, &batch, &device);
+        let logits = logits_of(&model, &mut batch, &device);
         for (&i, top) in batch
             .indices
             .iter()
