@@ -14,13 +14,12 @@ batch=${BATCH:-64}
 steps=${STEPS:-30}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/convnet-target}
 venv=${VENV:-$HOME/.cache/convnet-torch-venv}
-[ -d "$HOME/.cache/torch-venv" ] && [ ! -d "$venv" ] && venv=$HOME/.cache/torch-venv
 
 cargo build --release -q -p convnet
 bin=$CARGO_TARGET_DIR/release/convnet
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch
+  "$venv/bin/python" -m pip install -q torch torchvision
 fi
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -26,21 +26,31 @@ class MnistCnn(nn.Module):
         return self.out(x.flatten(1))
 
 
+class ConvBnRelu(nn.Module):
+    """Conv (no bias) -> BN -> ReLU, named like convnet's `ConvBnRelu` so weights load by key."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
 class SmallCnn(nn.Module):
     """convnet's default: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, dropout 0.3, fc."""
 
     def __init__(self, classes=10):
         super().__init__()
-        self.c1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
-        self.b1 = nn.BatchNorm2d(32)
-        self.c2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
-        self.b2 = nn.BatchNorm2d(64)
+        self.block1 = ConvBnRelu(1, 32)
+        self.block2 = ConvBnRelu(32, 64)
         self.fc1 = nn.Linear(64 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, classes)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.b1(self.c1(x))), 2)
-        x = F.max_pool2d(F.relu(self.b2(self.c2(x))), 2)
+        x = F.max_pool2d(self.block1(x), 2)
+        x = F.max_pool2d(self.block2(x), 2)
         x = F.relu(self.fc1(x.flatten(1)))
         return self.fc2(F.dropout(x, 0.3, self.training))
 

@@ -25,6 +25,11 @@ enum Command {
     Predict(cmd::predict::Args),
     /// List the models convnet can build.
     Models,
+    /// Print a model's layers, output shapes, parameters and multiply-accumulates.
+    Summary(cmd::summary::Args),
+    /// Output size, padding and parameter arithmetic of convolutions and pooling.
+    #[command(subcommand)]
+    Calc(cmd::calc::Command),
     /// Dataset utilities (export a split as an image folder).
     #[command(subcommand)]
     Data(cmd::data::Command),
@@ -39,6 +44,8 @@ fn main() {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Models => cmd::models::run(),
+        Command::Summary(a) => cmd::summary::run(a),
+        Command::Calc(c) => cmd::calc::run(c),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Data(c) => cmd::data::run(c),
     };

@@ -3,8 +3,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+
+use crate::trace::{Layer, relu};
 
 /// Output length of a convolution or pooling window along one axis:
 /// `floor((W - F + 2P) / S) + 1`, or `None` when the window does not fit.
@@ -14,6 +15,14 @@ pub fn conv_out(w: usize, f: usize, s: usize, p: usize) -> Option<usize> {
         return None;
     }
     Some((padded - f) / s + 1)
+}
+
+/// TensorFlow's `SAME` padding along one axis: output `ceil(W / S)` and the `(before, after)`
+/// zeros it needs (the odd one after), as seed 000's `get_paddings` computes.
+pub fn same_padding(w: usize, f: usize, s: usize) -> (usize, (usize, usize)) {
+    let out = w.div_ceil(s);
+    let total = ((out - 1) * s + f).saturating_sub(w);
+    (out, (total / 2, total - total / 2))
 }
 
 /// A square convolution with zero padding `p`, stride `s` and a bias, initialised like PyTorch.
@@ -46,11 +55,13 @@ impl ConvBnRelu {
             bn: BatchNormConfig::new(c_out).init(device),
         }
     }
+}
 
+impl Layer<4> for ConvBnRelu {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, c_out, H', W']`
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn.run(self.conv.run(x)))
     }
 }
 
@@ -67,5 +78,13 @@ mod tests {
         // Seed 000: 224 with a 3x3 pool of stride 3 -> 74.
         assert_eq!(conv_out(224, 3, 3, 0), Some(74));
         assert_eq!(conv_out(2, 5, 1, 0), None);
+    }
+
+    #[test]
+    fn same_padding_as_tensorflow() {
+        // Seed 000: 224 with pool 3, stride 3 -> ceil(224/3) = 75, (75-1)*3+3-224 = 1 zero, after.
+        assert_eq!(same_padding(224, 3, 3), (75, (0, 1)));
+        assert_eq!(same_padding(5, 3, 1), (5, (1, 1)));
+        assert_eq!(same_padding(4, 2, 2), (2, (0, 0)));
     }
 }

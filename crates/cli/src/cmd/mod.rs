@@ -1,10 +1,12 @@
 //! One module per subcommand: argument definitions, then a `run` that wires the libraries.
 
 pub mod bench;
+pub mod calc;
 pub mod data;
 pub mod eval;
 pub mod models;
 pub mod predict;
+pub mod summary;
 pub mod train;
 
 use std::path::{Path, PathBuf};

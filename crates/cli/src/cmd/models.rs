@@ -1,29 +1,30 @@
 //! `convnet models`.
 
 use anyhow::Result;
-use burn::module::Module;
-use burn::tensor::Device;
-use convnet_nn::{MODELS, ModelSpec};
+use convnet_nn::MODELS;
 
-/// Prints the registry: name, native input, parameters at 10 classes, family, paper.
+/// Prints the registry: name, native input, classes, parameters, multiply-accumulates, family,
+/// paper (figures from the registry's metadata, which the test suite recomputes).
 pub fn run() -> Result<()> {
     println!(
-        "{:<12} {:<10} {:>12}  {:<10} paper",
-        "model", "input", "params@10", "family"
+        "{:<22} {:<10} {:>7} {:>13} {:>8}  {:<14} paper",
+        "model", "input", "classes", "params", "GMACs", "family"
     );
     for m in MODELS {
-        let spec = ModelSpec {
-            name: m.name.into(),
-            in_channels: m.input[0],
-            input_size: [m.input[1], m.input[2]],
-            num_classes: 10,
-        };
-        let params = convnet_nn::build(&spec, &Device::flex())?.num_params();
         let input = format!("{}x{}x{}", m.input[0], m.input[1], m.input[2]);
         println!(
-            "{:<12} {:<10} {:>12}  {:<10} {}",
-            m.name, input, params, m.family, m.paper
+            "{:<22} {:<10} {:>7} {:>13} {:>8.3}  {:<14} {}",
+            m.name,
+            input,
+            m.classes,
+            m.params,
+            m.macs as f64 / 1e9,
+            m.family,
+            m.paper
         );
     }
+    println!(
+        "\nGMACs: multiply-accumulates per image at the native input (what papers call FLOPs)."
+    );
     Ok(())
 }

@@ -89,7 +89,7 @@ pub struct Args {
     pub workers: usize,
 }
 
-fn parse_size(s: &str) -> Result<[usize; 2]> {
+pub fn parse_size(s: &str) -> Result<[usize; 2]> {
     let (h, w) = s
         .split_once('x')
         .with_context(|| format!("--input-size '{s}' is not HxW"))?;

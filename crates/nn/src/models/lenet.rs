@@ -8,11 +8,11 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor};
 
 use crate::layers::{conv_out, conv2d};
 use crate::spec::{ModelError, ModelSpec};
+use crate::trace::{Layer, flatten, tanh};
 
 /// LeNet-5.
 #[derive(Module, Debug)]
@@ -58,9 +58,9 @@ impl LeNet5 {
     /// # Shapes
     /// `[N, C, 32, 32]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(tanh(self.conv1.forward(x)));
-        let x = self.pool.forward(tanh(self.conv2.forward(x)));
-        let x = tanh(self.conv3.forward(x)).flatten::<2>(1, 3);
-        self.fc2.forward(tanh(self.fc1.forward(x)))
+        let x = self.pool.run(tanh(self.conv1.run(x)));
+        let x = self.pool.run(tanh(self.conv2.run(x)));
+        let x = flatten(tanh(self.conv3.run(x)));
+        self.fc2.run(tanh(self.fc1.run(x)))
     }
 }

@@ -4,11 +4,11 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::layers::{conv_out, conv2d};
 use crate::spec::{ModelError, ModelSpec};
+use crate::trace::{Layer, flatten, relu};
 
 /// Seed 003's MNIST CNN: conv 16 5x5 p2 → ReLU → pool 2 → conv 32 5x5 p2 → ReLU → pool 2 →
 /// linear (1568 → classes on 28x28 input).
@@ -42,9 +42,9 @@ impl MnistCnn {
     /// # Shapes
     /// `[N, C, 28, 28]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(x)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
-        self.out.forward(x.flatten::<2>(1, 3))
+        let x = self.pool.run(relu(self.conv1.run(x)));
+        let x = self.pool.run(relu(self.conv2.run(x)));
+        self.out.run(flatten(x))
     }
 }
 
@@ -92,9 +92,9 @@ impl GtsrbNet {
     /// # Shapes
     /// `[N, C, 32, 32]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(x)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
-        let x = relu(self.fc1.forward(x.flatten::<2>(1, 3)));
-        self.fc3.forward(relu(self.fc2.forward(x)))
+        let x = self.pool.run(relu(self.conv1.run(x)));
+        let x = self.pool.run(relu(self.conv2.run(x)));
+        let x = relu(self.fc1.run(flatten(x)));
+        self.fc3.run(relu(self.fc2.run(x)))
     }
 }

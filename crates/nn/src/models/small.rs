@@ -4,11 +4,11 @@
 use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::layers::ConvBnRelu;
 use crate::spec::{ModelError, ModelSpec};
+use crate::trace::{Layer, flatten, relu};
 
 /// conv32-pool-conv64-pool-fc128-dropout-fc, every conv 3x3 with batch norm.
 #[derive(Module, Debug)]
@@ -47,9 +47,9 @@ impl SmallCnn {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(self.block1.forward(x));
-        let x = self.pool.forward(self.block2.forward(x));
-        let x = relu(self.fc1.forward(x.flatten::<2>(1, 3)));
-        self.fc2.forward(self.dropout.forward(x))
+        let x = self.pool.run(self.block1.run(x));
+        let x = self.pool.run(self.block2.run(x));
+        let x = relu(self.fc1.run(flatten(x)));
+        self.fc2.run(self.dropout.run(x))
     }
 }

@@ -1,0 +1,197 @@
+//! Layer-by-layer tracing for model summaries (torchsummary style: `Conv2d-1`, `ReLU-2`, …).
+//!
+//! Models run their layers through [`Layer::run`] and the free functions here instead of
+//! calling `forward` directly. Normally that is a plain call; inside [`trace`], each call also
+//! records the layer kind, output shape, parameter count and multiply-accumulates, so a
+//! summary never has to be written by hand per model.
+
+use std::cell::RefCell;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+use burn::nn::{BatchNorm, Dropout, LocalResponseNorm};
+use burn::tensor::Tensor;
+use burn::tensor::activation;
+
+/// One traced layer call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedLayer {
+    /// Layer kind, e.g. `Conv2d`.
+    pub kind: &'static str,
+    /// Output shape, batch included.
+    pub output: Vec<usize>,
+    /// Parameters of this layer (0 for stateless ones; counted once per call).
+    pub params: usize,
+    /// Multiply-accumulates per sample.
+    pub macs: u64,
+}
+
+thread_local! {
+    static TRACE: RefCell<Option<Vec<TracedLayer>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with tracing on and returns its result with the layers it called, in order.
+pub fn trace<R>(f: impl FnOnce() -> R) -> (R, Vec<TracedLayer>) {
+    TRACE.with(|t| *t.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let layers = TRACE.with(|t| t.borrow_mut().take()).unwrap_or_default();
+    (r, layers)
+}
+
+/// Records a layer call when tracing; returns `y` unchanged.
+pub fn record<const D: usize>(
+    kind: &'static str,
+    params: usize,
+    macs: u64,
+    y: Tensor<D>,
+) -> Tensor<D> {
+    TRACE.with(|t| {
+        if let Some(v) = t.borrow_mut().as_mut() {
+            v.push(TracedLayer {
+                kind,
+                output: y.dims().to_vec(),
+                params,
+                macs,
+            });
+        }
+    });
+    y
+}
+
+fn tracing() -> bool {
+    TRACE.with(|t| t.borrow().is_some())
+}
+
+/// Per-sample element count of a `[N, …]` shape.
+fn per_sample(dims: &[usize]) -> u64 {
+    dims.iter().skip(1).product::<usize>() as u64
+}
+
+/// A Burn layer that models run through [`Layer::run`] so that summaries see it.
+pub trait Layer<const D: usize> {
+    /// The layer's forward pass, recorded when tracing.
+    fn run(&self, x: Tensor<D>) -> Tensor<D>;
+}
+
+impl Layer<4> for Conv2d {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.forward(x);
+        if !tracing() {
+            return y;
+        }
+        let [c_out, _, _, _] = self.weight.dims();
+        let spatial = per_sample(&y.dims()) / c_out as u64;
+        let w = self.weight.dims().iter().product::<usize>() as u64;
+        record("Conv2d", self.num_params(), spatial * w, y)
+    }
+}
+
+impl<const D: usize> Layer<D> for Linear {
+    fn run(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = self.forward(x);
+        if !tracing() {
+            return y;
+        }
+        let [d_in, d_out] = self.weight.dims();
+        let rows = per_sample(&y.dims()) / d_out as u64;
+        record("Linear", self.num_params(), rows * (d_in * d_out) as u64, y)
+    }
+}
+
+impl<const D: usize> Layer<D> for BatchNorm {
+    fn run(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = self.forward(x);
+        if !tracing() {
+            return y;
+        }
+        let n = per_sample(&y.dims());
+        record("BatchNorm", self.num_params(), n, y)
+    }
+}
+
+impl Layer<4> for LocalResponseNorm {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.forward(x);
+        let n = per_sample(&y.dims());
+        record("LocalResponseNorm", 0, n, y)
+    }
+}
+
+impl Layer<4> for MaxPool2d {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        record("MaxPool2d", 0, 0, self.forward(x))
+    }
+}
+
+impl Layer<4> for AvgPool2d {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        record("AvgPool2d", 0, 0, self.forward(x))
+    }
+}
+
+impl Layer<4> for AdaptiveAvgPool2d {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        record("AdaptiveAvgPool2d", 0, 0, self.forward(x))
+    }
+}
+
+impl<const D: usize> Layer<D> for Dropout {
+    fn run(&self, x: Tensor<D>) -> Tensor<D> {
+        record("Dropout", 0, 0, self.forward(x))
+    }
+}
+
+/// ReLU, recorded.
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    record("ReLU", 0, 0, activation::relu(x))
+}
+
+/// tanh, recorded.
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    record("Tanh", 0, 0, activation::tanh(x))
+}
+
+/// Flattens `[N, …]` to `[N, features]`, recorded.
+pub fn flatten(x: Tensor<4>) -> Tensor<2> {
+    record("Flatten", 0, 0, x.flatten::<2>(1, 3))
+}
+
+/// Concatenates along channels (Inception branches), recorded.
+pub fn concat(xs: Vec<Tensor<4>>) -> Tensor<4> {
+    record("Concat", 0, 0, Tensor::cat(xs, 1))
+}
+
+/// Residual addition, recorded.
+pub fn add(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+    record("Add", 0, 0, a + b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::conv2d;
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn records_shapes_params_and_macs_only_inside_trace() {
+        let d = Device::flex();
+        let conv = conv2d(3, 10, 5, 1, 2, &d);
+        let fc = LinearConfig::new(10 * 32 * 32, 7).init(&d);
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &d);
+        let (y, layers) = trace(|| fc.run(flatten(relu(conv.run(x.clone())))));
+        assert_eq!(y.dims(), [2, 7]);
+        let kinds: Vec<_> = layers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, ["Conv2d", "ReLU", "Flatten", "Linear"]);
+        // Seed 003: 32x32x3 with ten 5x5 filters, S=1, P=2 -> 32x32x10, (5*5*3+1)*10 params.
+        assert_eq!(layers[0].output, vec![2, 10, 32, 32]);
+        assert_eq!(layers[0].params, 760);
+        assert_eq!(layers[0].macs, 32 * 32 * 10 * 75);
+        assert_eq!(layers[3].macs, 10 * 32 * 32 * 7);
+        // Outside `trace` nothing is kept.
+        let _ = conv.run(x);
+        assert!(trace(|| ()).1.is_empty());
+    }
+}
