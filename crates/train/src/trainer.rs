@@ -155,7 +155,23 @@ fn bar(len: usize, prefix: String, visible: bool) -> ProgressBar {
 
 impl Trainer {
     /// Trains from scratch, or continues the run in [`Self::paths`] when `resume` is set.
+    ///
+    /// Runs on a thread of its own with a 256 MiB stack: the zoo's networks are large value
+    /// types that Burn's module traversal moves around recursively, which overflows the 2 MiB
+    /// stacks of ordinary spawned threads.
     pub fn run(&self, resume: bool) -> Result<Outcome, TrainError> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("convnet-train".into())
+                .stack_size(256 << 20)
+                .spawn_scoped(scope, || self.run_here(resume))
+                .map_err(|e| TrainError::Config(format!("cannot start the training thread: {e}")))?
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn run_here(&self, resume: bool) -> Result<Outcome, TrainError> {
         let cfg = &self.config;
         let source = Source::parse(&cfg.data.source, cfg.data.class_map.as_deref())?;
         let (train, val) = source.train_val(cfg.data.val_split, cfg.seed)?;
