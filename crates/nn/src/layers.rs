@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use crate::trace::{Layer, relu};
@@ -30,6 +30,29 @@ pub fn conv2d(c_in: usize, c_out: usize, k: usize, s: usize, p: usize, device: &
     Conv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([s, s])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .init(device)
+}
+
+/// A bias-free `k`x`k` convolution padded by `k / 2`, He-normal with ReLU gain over fan-in or
+/// (`fan_out`) fan-out: torchvision's `kaiming_normal_` for ResNets (fan-out) and DenseNets
+/// (fan-in).
+pub fn conv_he(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    fan_out: bool,
+    device: &Device,
+) -> Conv2d {
+    let p = k / 2;
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(false)
+        .with_initializer(Initializer::KaimingNormal {
+            gain: 2f64.sqrt(),
+            fan_out_only: fan_out,
+        })
         .init(device)
 }
 

@@ -510,12 +510,7 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Network, ModelError> {
 
 /// The spec of `entry` at its native input and class count.
 pub fn native_spec(entry: &ModelEntry) -> ModelSpec {
-    ModelSpec {
-        name: entry.name.to_string(),
-        in_channels: entry.input[0],
-        input_size: [entry.input[1], entry.input[2]],
-        num_classes: entry.classes,
-    }
+    ModelSpec::new(entry.name, entry.input, entry.classes)
 }
 
 #[cfg(test)]
@@ -526,15 +521,6 @@ mod tests {
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Distribution, Int, Tensor, TensorData};
-
-    fn spec(name: &str, input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: name.into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
-    }
 
     /// The table cannot lie: every entry's parameter count, output shape and multiply-
     /// accumulates are recomputed from the built model.
@@ -569,7 +555,7 @@ mod tests {
         let device = Device::flex().autodiff();
         for entry in MODELS {
             let side = |n: usize| (n / 3).max(n.min(32));
-            let mut s = spec(
+            let mut s = ModelSpec::new(
                 entry.name,
                 [1, side(entry.input[1]), side(entry.input[2])],
                 5,
@@ -616,13 +602,13 @@ mod tests {
     fn parameter_counts_follow_the_architecture() {
         let device = Device::flex();
         // Seed 003: (25*1+1)*16 + (25*16+1)*32 + (1568+1)*10.
-        let n = build(&spec("mnist-cnn", [1, 28, 28], 10), &device).unwrap();
+        let n = build(&ModelSpec::new("mnist-cnn", [1, 28, 28], 10), &device).unwrap();
         assert_eq!(n.num_params(), 416 + 12_832 + 15_690);
         // LeNet-5 with a convolutional C5: 156 + 2416 + 48120 + 10164 + 850 = 61,706.
-        let n = build(&spec("lenet5", [1, 32, 32], 10), &device).unwrap();
+        let n = build(&ModelSpec::new("lenet5", [1, 32, 32], 10), &device).unwrap();
         assert_eq!(n.num_params(), 61_706);
         // Seed 000 at 3x32x32 and 43 classes: 168 + 880 + (576+1)*120 + 121*84 + 85*43.
-        let n = build(&spec("gtsrb-net", [3, 32, 32], 43), &device).unwrap();
+        let n = build(&ModelSpec::new("gtsrb-net", [3, 32, 32], 43), &device).unwrap();
         assert_eq!(n.num_params(), 168 + 880 + 69_240 + 10_164 + 3_655);
     }
 
@@ -630,15 +616,15 @@ mod tests {
     fn too_small_inputs_and_unknown_names_are_errors() {
         let device = Device::flex();
         assert!(matches!(
-            build(&spec("lenet5", [1, 16, 16], 10), &device),
+            build(&ModelSpec::new("lenet5", [1, 16, 16], 10), &device),
             Err(ModelError::BadInput { .. })
         ));
         assert!(matches!(
-            build(&spec("nope", [1, 28, 28], 10), &device),
+            build(&ModelSpec::new("nope", [1, 28, 28], 10), &device),
             Err(ModelError::Unknown { .. })
         ));
         assert!(matches!(
-            build(&spec("mnist-cnn", [1, 28, 28], 0), &device),
+            build(&ModelSpec::new("mnist-cnn", [1, 28, 28], 0), &device),
             Err(ModelError::NoClasses(_))
         ));
     }

@@ -16,6 +16,16 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// The spec of `name` with input `[C, H, W]` and `num_classes` outputs.
+    pub fn new(name: &str, [c, h, w]: [usize; 3], num_classes: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            in_channels: c,
+            input_size: [h, w],
+            num_classes,
+        }
+    }
+
     /// Input shape as `[C, H, W]`.
     pub fn input_shape(&self) -> [usize; 3] {
         [self.in_channels, self.input_size[0], self.input_size[1]]

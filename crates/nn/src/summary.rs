@@ -162,12 +162,7 @@ mod tests {
     #[test]
     fn mnist_cnn_summary_adds_up() {
         let device = Device::flex().autodiff();
-        let spec = ModelSpec {
-            name: "mnist-cnn".into(),
-            in_channels: 1,
-            input_size: [28, 28],
-            num_classes: 10,
-        };
+        let spec = ModelSpec::new("mnist-cnn", [1, 28, 28], 10);
         let net = crate::build(&spec, &device).unwrap();
         let s = summarize(&net, &spec, &device);
         let kinds: Vec<_> = s.layers.iter().map(|l| l.kind).collect();

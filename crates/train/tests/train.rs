@@ -37,12 +37,7 @@ fn synthetic_folder(root: &Path, per_class: usize) {
 
 fn config(data: &Path, model: &str, epochs: usize) -> TrainingConfig {
     TrainingConfig {
-        model: ModelSpec {
-            name: model.into(),
-            in_channels: 1,
-            input_size: [16, 16],
-            num_classes: 3,
-        },
+        model: ModelSpec::new(model, [1, 16, 16], 3),
         preprocess: Preprocess {
             channels: 1,
             size: [16, 16],

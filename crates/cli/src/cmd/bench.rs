@@ -41,12 +41,7 @@ pub fn run(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     let entry = convnet_nn::find(&a.model)?;
     let [c, h, w] = entry.input;
-    let spec = ModelSpec {
-        name: a.model.clone(),
-        in_channels: c,
-        input_size: [h, w],
-        num_classes: 10,
-    };
+    let spec = ModelSpec::new(&a.model, [c, h, w], 10);
     device.seed(0);
     let n = a.batch_size;
     let seconds = if a.inference {

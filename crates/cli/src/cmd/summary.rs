@@ -39,12 +39,7 @@ pub fn run(a: Args) -> Result<()> {
     if c == 0 {
         bail!("--input needs at least one channel");
     }
-    let spec = ModelSpec {
-        name: a.model.clone(),
-        in_channels: c,
-        input_size: [h, w],
-        num_classes: a.num_classes,
-    };
+    let spec = ModelSpec::new(&a.model, [c, h, w], a.num_classes);
     let device = burn::tensor::Device::flex().autodiff();
     let net = convnet_nn::build(&spec, &device)?;
     let s = summarize(&net, &spec, &device);

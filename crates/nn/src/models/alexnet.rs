@@ -303,12 +303,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     fn spec(input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: "alexnet".into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
+        ModelSpec::new("alexnet", input, classes)
     }
 
     fn logits_shape(net: &AlexNet, input: [usize; 3], device: &Device) -> [usize; 2] {

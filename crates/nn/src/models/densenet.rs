@@ -11,7 +11,7 @@
 use burn::module::{
     Content, Devices, Initializer, Module, ModuleDisplay, ModuleMapper, ModuleVisitor,
 };
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
     MaxPool2dConfig,
@@ -23,19 +23,9 @@ use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
 use crate::trace::{Layer, concat, flatten, relu};
 
-/// A bias-free `k`x`k` convolution with He-normal (`fan_in`) weights, as torchvision initialises
-/// DenseNets (`kaiming_normal_` with its defaults).
+/// torchvision's He-normal, bias-free convolution for this family.
 fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
-    let p = k / 2;
-    Conv2dConfig::new([c_in, c_out], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-        .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: 2f64.sqrt(),
-            fan_out_only: false,
-        })
-        .init(device)
+    crate::layers::conv_he(c_in, c_out, k, stride, false, device)
 }
 
 /// One dense layer: BN → ReLU → 1x1 conv → BN → ReLU → 3x3 conv, producing `growth_rate` maps.
@@ -375,12 +365,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     fn spec(input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: "densenet121".into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
+        ModelSpec::new("densenet121", input, classes)
     }
 
     fn logits_shape(input: [usize; 3], classes: usize) -> Vec<usize> {

@@ -398,12 +398,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     fn spec(input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: "mobilenet".into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
+        ModelSpec::new("mobilenet", input, classes)
     }
 
     fn random(input: [usize; 3], d: &Device) -> Tensor<4> {

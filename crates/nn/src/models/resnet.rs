@@ -11,8 +11,8 @@
 //! its 3x3 convolution rather than in its first 1x1 one as the paper does; parameter counts are the
 //! same either way.
 
-use burn::module::{Initializer, Module};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, s};
@@ -54,19 +54,9 @@ impl BlockKind {
     }
 }
 
-/// A bias-free `k`x`k` convolution with He-normal (`fan_out`, ReLU gain) weights, as torchvision
-/// initialises ResNets.
+/// torchvision's He-normal, bias-free convolution for this family.
 fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
-    let p = k / 2;
-    Conv2dConfig::new([c_in, c_out], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-        .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: 2f64.sqrt(),
-            fan_out_only: true,
-        })
-        .init(device)
+    crate::layers::conv_he(c_in, c_out, k, stride, true, device)
 }
 
 /// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1, weight 1, bias 0).
@@ -490,12 +480,7 @@ mod tests {
     type Build = fn(&ModelSpec, &Device) -> Result<ResNet, ModelError>;
 
     fn spec(input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: "resnet".into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
+        ModelSpec::new("resnet", input, classes)
     }
 
     fn logits_shape(build: Build, input: [usize; 3], classes: usize) -> Vec<usize> {

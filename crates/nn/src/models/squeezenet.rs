@@ -254,12 +254,7 @@ mod tests {
     type Build = fn(&ModelSpec, &Device) -> Result<SqueezeNet, ModelError>;
 
     fn spec(input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: "squeezenet".into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
+        ModelSpec::new("squeezenet", input, classes)
     }
 
     fn logits_shape(build: Build, input: [usize; 3], classes: usize) -> Vec<usize> {

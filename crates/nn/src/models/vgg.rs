@@ -479,15 +479,6 @@ mod tests {
     use burn::module::Param;
     use burn::tensor::Distribution;
 
-    fn spec(name: &str, input: [usize; 3], classes: usize) -> ModelSpec {
-        ModelSpec {
-            name: name.into(),
-            in_channels: input[0],
-            input_size: [input[1], input[2]],
-            num_classes: classes,
-        }
-    }
-
     /// Parameter paths as PyTorch names them: enum variants skipped (as burn-store's
     /// `skip_enum_variants` does), batch norm's `gamma`/`beta` called `weight`/`bias`.
     /// Visiting does not initialise lazy parameters.
@@ -552,7 +543,7 @@ mod tests {
     /// count, and when `forward` runs it once.
     fn check(name: &str, preset: Preset, torch_params: usize, forward: bool) {
         let d = Device::flex();
-        let m = preset(&spec(name, [3, 224, 224], 1000), &d).unwrap();
+        let m = preset(&ModelSpec::new(name, [3, 224, 224], 1000), &d).unwrap();
         assert_eq!(m.num_params() - bn_buffers(&m), torch_params, "{name}");
         if forward {
             assert_eq!(logits(&m, [3, 224, 224]), [1, 1000], "{name}");
@@ -606,7 +597,7 @@ mod tests {
     #[test]
     fn seed001_has_16_812_353_parameters_with_one_unit() {
         let d = Device::flex();
-        let m = Vgg::vgg16_seed001(&spec("vgg16-seed001", [3, 150, 150], 1), &d).unwrap();
+        let m = Vgg::vgg16_seed001(&ModelSpec::new("vgg16-seed001", [3, 150, 150], 1), &d).unwrap();
         // Seed 001's model.summary(): 14,714,688 (base) + (8192+1)*256 + (256+1)*1.
         assert_eq!(m.num_params(), 14_714_688 + 2_097_408 + 257);
         assert_eq!(m.num_params(), 16_812_353);
@@ -648,7 +639,8 @@ mod tests {
     #[test]
     fn keys_match_torchvision() {
         let d = Device::flex();
-        let keys = |p: Preset| torch_keys(&p(&spec("vgg", [3, 224, 224], 1000), &d).unwrap());
+        let keys =
+            |p: Preset| torch_keys(&p(&ModelSpec::new("vgg", [3, 224, 224], 1000), &d).unwrap());
         // [i for i, l in enumerate(torchvision.models.NAME().features) if isinstance(l, nn.Conv2d)]
         // and likewise for nn.BatchNorm2d.
         let vgg11 = [0, 3, 6, 8, 11, 13, 16, 18];
@@ -676,9 +668,9 @@ mod tests {
     #[test]
     fn small_grayscale_input_and_ten_classes() {
         let d = Device::flex();
-        let m = Vgg::vgg11_bn(&spec("vgg11_bn", [1, 32, 32], 10), &d).unwrap();
+        let m = Vgg::vgg11_bn(&ModelSpec::new("vgg11_bn", [1, 32, 32], 10), &d).unwrap();
         assert_eq!(logits(&m, [1, 32, 32]), [1, 10]);
-        let m = Vgg::vgg16_seed001(&spec("vgg16-seed001", [1, 32, 32], 10), &d).unwrap();
+        let m = Vgg::vgg16_seed001(&ModelSpec::new("vgg16-seed001", [1, 32, 32], 10), &d).unwrap();
         // 512*1*1 features into the 256-unit layer.
         assert_eq!(
             m.num_params(),
@@ -690,7 +682,7 @@ mod tests {
     #[test]
     fn the_hand_written_module_impl_passes_through() {
         let d = Device::flex();
-        let s = spec("vgg16-seed001", [1, 32, 32], 10);
+        let s = ModelSpec::new("vgg16-seed001", [1, 32, 32], 10);
         let m = Vgg::vgg16_seed001(&s, &d).unwrap();
         // A record round trip restores the base's weights.
         let fresh = Vgg::vgg16_seed001(&s, &d).unwrap();
@@ -714,7 +706,7 @@ mod tests {
         let d = Device::flex();
         let presets: [Preset; 3] = [Vgg::vgg11, Vgg::vgg16_bn, Vgg::vgg16_seed001];
         for preset in presets {
-            let r = preset(&spec("vgg", [3, 31, 224], 10), &d);
+            let r = preset(&ModelSpec::new("vgg", [3, 31, 224], 10), &d);
             assert!(matches!(r, Err(ModelError::BadInput { .. })));
         }
         assert_eq!(VggFeatures::output_size([224, 16]), None);
