@@ -7,6 +7,7 @@
 pub mod layers;
 pub mod models;
 pub mod registry;
+pub mod rf;
 pub mod spec;
 pub mod summary;
 pub mod trace;

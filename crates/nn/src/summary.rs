@@ -3,12 +3,12 @@
 
 use std::fmt;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::models::Network;
 use crate::spec::ModelSpec;
-use crate::trace::{TracedLayer, trace};
+use crate::trace::{Params, TracedLayer, trace};
 
 /// The summary of one model at one input size.
 #[derive(Debug, Clone)]
@@ -23,37 +23,48 @@ pub struct Summary {
     pub trainable_params: usize,
     /// Multiply-accumulates of one forward pass of one image (what the papers call FLOPs).
     pub macs: u64,
+    /// Whether the classifier is included (`false`: the convolutional base only).
+    pub top: bool,
 }
 
-struct Trainable(usize);
-
-impl ModuleVisitor for Trainable {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        if t.is_require_grad() {
-            self.0 += t.shape().num_elements();
-        }
-    }
-}
-
-/// Traces `net` (in inference mode) on one random image of `spec`'s input size. `net` should
-/// live on an autodiff device for the trainable count to mean anything.
-pub fn summarize(net: &Network, spec: &ModelSpec, device: &Device) -> Summary {
+/// Traces `net` (in inference mode) on one random image of `spec`'s input size; with
+/// `top == false`, only its convolutional base ([`Network::forward_features`], Keras'
+/// `include_top=False`). `net` should live on an autodiff device for the trainable count to
+/// mean anything.
+pub fn summarize(net: &Network, spec: &ModelSpec, device: &Device, top: bool) -> Summary {
     let [c, h, w] = spec.input_shape();
     let x = Tensor::<4>::random(
         [1, c, h, w],
         Distribution::Default,
         &device.clone().without_autodiff(),
     );
-    let (_, layers) = trace(|| net.valid().forward(x));
-    let mut trainable = Trainable(0);
-    net.visit(&mut trainable);
+    let valid = net.valid();
+    let (layers, total_params) = if top {
+        (trace(|| valid.forward(x)).1, net.num_params())
+    } else {
+        // The base's parameters are those of the layers it calls; the head's are left out.
+        let layers = trace(|| valid.forward_features(x)).1;
+        let total = layers.iter().map(|l| l.params).sum();
+        (layers, total)
+    };
+    // Inference mode drops gradients, so which parameters train is read from `net` itself.
+    let mut params = Params::default();
+    net.visit(&mut params);
+    let called: std::collections::HashSet<_> =
+        layers.iter().flat_map(|l| l.param_ids.iter()).collect();
+    let trainable_params = params
+        .0
+        .iter()
+        .filter(|(id, _, grad)| *grad && (top || called.contains(id)))
+        .map(|(_, n, _)| n)
+        .sum();
     Summary {
         spec: spec.clone(),
         macs: layers.iter().map(|l| l.macs).sum(),
         layers,
-        total_params: net.num_params(),
-        trainable_params: trainable.0,
+        total_params,
+        trainable_params,
+        top,
     }
 }
 
@@ -92,8 +103,13 @@ impl fmt::Display for Summary {
         let [c, h, w] = self.spec.input_shape();
         writeln!(
             f,
-            "Model: {} (input {c}x{h}x{w}, {} classes)",
-            self.spec.name, self.spec.num_classes
+            "Model: {} (input {c}x{h}x{w}, {})",
+            self.spec.name,
+            if self.top {
+                format!("{} classes", self.spec.num_classes)
+            } else {
+                "convolutional base only, no top".to_string()
+            }
         )?;
         let rule = "-".repeat(72);
         writeln!(f, "{rule}")?;
@@ -164,7 +180,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let spec = ModelSpec::new("mnist-cnn", [1, 28, 28], 10);
         let net = crate::build(&spec, &device).unwrap();
-        let s = summarize(&net, &spec, &device);
+        let s = summarize(&net, &spec, &device, true);
         let kinds: Vec<_> = s.layers.iter().map(|l| l.kind).collect();
         assert_eq!(
             kinds,
@@ -192,5 +208,36 @@ mod tests {
             text.contains("Conv2d-2") && text.contains("Total params: 28,938"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn no_top_keeps_the_convolutional_base_only() {
+        // Keras' VGG16(include_top=False, input_shape=(150, 150, 3)) as in seed 001.
+        let device = Device::flex().autodiff();
+        let spec = ModelSpec::new("vgg16", [3, 150, 150], 1000);
+        let net = crate::build(&spec, &device).unwrap();
+        let s = summarize(&net, &spec, &device, false);
+        assert_eq!(s.total_params, 14_714_688);
+        assert_eq!(s.trainable_params, 14_714_688);
+        assert_eq!(s.layers.last().unwrap().output, vec![1, 512, 4, 4]);
+        assert!(s.to_string().contains("no top"));
+        // Batch norm's running statistics count as non-trainable, as in Keras.
+        let spec = ModelSpec::new("mnist-cnn", [1, 28, 28], 10);
+        let s = summarize(
+            &crate::build(&spec, &device).unwrap(),
+            &spec,
+            &device,
+            false,
+        );
+        assert_eq!(s.total_params, 16 * 25 + 16 + 32 * 16 * 25 + 32);
+        let spec = ModelSpec::new("small-cnn", [1, 28, 28], 10);
+        let s = summarize(
+            &crate::build(&spec, &device).unwrap(),
+            &spec,
+            &device,
+            false,
+        );
+        let bn_stats = 2 * (32 + 64);
+        assert_eq!(s.total_params - s.trainable_params, bn_stats);
     }
 }

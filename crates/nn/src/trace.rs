@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
@@ -22,14 +22,58 @@ pub struct TracedLayer {
     pub kind: &'static str,
     /// Output shape, batch included.
     pub output: Vec<usize>,
-    /// Parameters of this layer (0 for stateless ones; counted once per call).
+    /// Parameters of this layer, running statistics included (0 for stateless ones; counted
+    /// once per call).
     pub params: usize,
+    /// Ids of this layer's parameters (running statistics excluded), to tell which of them a
+    /// model trains.
+    pub param_ids: Vec<ParamId>,
     /// Multiply-accumulates per sample.
     pub macs: u64,
+    /// Inside [`probe`] only: per sample, whether the output's centre position is non-zero.
+    pub centre_hits: Vec<bool>,
 }
 
 thread_local! {
     static TRACE: RefCell<Option<Vec<TracedLayer>>> = const { RefCell::new(None) };
+    static PROBE: RefCell<bool> = const { RefCell::new(false) };
+}
+
+/// Like [`trace`], in receptive-field probing mode: every recorded output is binarised
+/// (`> 0` → 1), batch norm and LRN become the identity (they mix channels, never positions), and
+/// each layer records whether its centre position fired, per sample. With all weights 1 and
+/// biases 0, a layer's centre fires exactly when a lit input pixel lies in its receptive field.
+pub fn probe<R>(f: impl FnOnce() -> R) -> (R, Vec<TracedLayer>) {
+    PROBE.with(|p| *p.borrow_mut() = true);
+    let out = trace(f);
+    PROBE.with(|p| *p.borrow_mut() = false);
+    out
+}
+
+fn probing() -> bool {
+    PROBE.with(|p| *p.borrow())
+}
+
+/// Per sample: is the centre position of `y` (`[N, C, H, W]`: any channel at `(H/2, W/2)`;
+/// other ranks: any element) non-zero?
+fn centre_hits<const D: usize>(y: &Tensor<D>) -> Vec<bool> {
+    let dims = y.dims();
+    let mut ranges = dims.map(|d| 0..d);
+    if D == 4 {
+        ranges[2] = dims[2] / 2..dims[2] / 2 + 1;
+        ranges[3] = dims[3] / 2..dims[3] / 2 + 1;
+    }
+    let values = y
+        .clone()
+        .slice(ranges)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    let per = values.len() / dims[0].max(1);
+    values
+        .chunks(per.max(1))
+        .map(|c| c.iter().any(|v| *v > 0.0))
+        .collect()
 }
 
 /// Runs `f` with tracing on and returns its result with the layers it called, in order.
@@ -40,24 +84,71 @@ pub fn trace<R>(f: impl FnOnce() -> R) -> (R, Vec<TracedLayer>) {
     (r, layers)
 }
 
-/// Records a layer call when tracing; returns `y` unchanged.
+/// Records a layer call when tracing; returns `y` unchanged. `params` are all trainable.
 pub fn record<const D: usize>(
     kind: &'static str,
     params: usize,
     macs: u64,
     y: Tensor<D>,
 ) -> Tensor<D> {
+    push(kind, params, Vec::new(), macs, y)
+}
+
+/// Records a call of `module` with its parameter count and parameter ids.
+fn record_module<M: Module, const D: usize>(
+    kind: &'static str,
+    module: &M,
+    macs: u64,
+    y: Tensor<D>,
+) -> Tensor<D> {
+    let mut ids = Params::default();
+    module.visit(&mut ids);
+    let ids = ids.0.into_iter().map(|(id, _, _)| id).collect();
+    push(kind, module.num_params(), ids, macs, y)
+}
+
+fn push<const D: usize>(
+    kind: &'static str,
+    params: usize,
+    param_ids: Vec<ParamId>,
+    macs: u64,
+    y: Tensor<D>,
+) -> Tensor<D> {
+    if !tracing() {
+        return y;
+    }
+    let (y, centre_hits) = if probing() {
+        let y = y.greater_elem(0.0).float();
+        let hits = centre_hits(&y);
+        (y, hits)
+    } else {
+        (y, Vec::new())
+    };
     TRACE.with(|t| {
         if let Some(v) = t.borrow_mut().as_mut() {
             v.push(TracedLayer {
                 kind,
                 output: y.dims().to_vec(),
                 params,
+                param_ids,
                 macs,
+                centre_hits,
             });
         }
     });
     y
+}
+
+/// Every float parameter of a module: `(id, elements, requires gradient)`.
+#[derive(Default)]
+pub(crate) struct Params(pub Vec<(ParamId, usize, bool)>);
+
+impl ModuleVisitor for Params {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        self.0
+            .push((param.id, t.shape().num_elements(), t.is_require_grad()));
+    }
 }
 
 fn tracing() -> bool {
@@ -84,7 +175,7 @@ impl Layer<4> for Conv2d {
         let [c_out, _, _, _] = self.weight.dims();
         let spatial = per_sample(&y.dims()) / c_out as u64;
         let w = self.weight.dims().iter().product::<usize>() as u64;
-        record("Conv2d", self.num_params(), spatial * w, y)
+        record_module("Conv2d", self, spatial * w, y)
     }
 }
 
@@ -96,23 +187,29 @@ impl<const D: usize> Layer<D> for Linear {
         }
         let [d_in, d_out] = self.weight.dims();
         let rows = per_sample(&y.dims()) / d_out as u64;
-        record("Linear", self.num_params(), rows * (d_in * d_out) as u64, y)
+        record_module("Linear", self, rows * (d_in * d_out) as u64, y)
     }
 }
 
 impl<const D: usize> Layer<D> for BatchNorm {
     fn run(&self, x: Tensor<D>) -> Tensor<D> {
+        if probing() {
+            return record_module("BatchNorm", self, 0, x);
+        }
         let y = self.forward(x);
         if !tracing() {
             return y;
         }
         let n = per_sample(&y.dims());
-        record("BatchNorm", self.num_params(), n, y)
+        record_module("BatchNorm", self, n, y)
     }
 }
 
 impl Layer<4> for LocalResponseNorm {
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        if probing() {
+            return record("LocalResponseNorm", 0, 0, x);
+        }
         let y = self.forward(x);
         let n = per_sample(&y.dims());
         record("LocalResponseNorm", 0, n, y)

@@ -12,6 +12,22 @@ pub enum Command {
     /// Output size and the paddings TensorFlow's 'SAME' needs for a pooling window
     /// (seed 000's get_output_size / get_paddings), on an NHWC shape.
     Pool(PoolArgs),
+    /// Receptive field, in input pixels, of every convolution and pooling layer of a zoo
+    /// model's convolutional base (measured on the network itself, branches included).
+    Rf(RfArgs),
+}
+
+/// Options of `convnet calc rf`.
+#[derive(clap::Args, Debug)]
+pub struct RfArgs {
+    /// Model name (see `convnet models`).
+    pub model: String,
+    /// Input CxHxW [default: the model's native input].
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Only this layer, named as in `convnet summary` (e.g. `Conv2d-13`).
+    #[arg(long)]
+    pub layer: Option<String>,
 }
 
 /// Options of `convnet calc conv`.
@@ -53,6 +69,64 @@ pub struct PoolArgs {
 
 pub fn run(c: Command) -> Result<()> {
     match c {
+        Command::Rf(a) => {
+            let entry = convnet_nn::find(&a.model)?;
+            let input = match &a.input {
+                Some(s) => super::summary::parse_input(s)?,
+                None => entry.input,
+            };
+            let spec = convnet_nn::ModelSpec::new(&a.model, input, entry.classes);
+            let device = burn::tensor::Device::flex();
+            let net = convnet_nn::build(&spec, &device)?;
+            let fields = convnet_nn::rf::receptive_fields(&net, &spec, &device);
+            let shown: Vec<_> = fields
+                .iter()
+                .filter(|f| a.layer.as_deref().is_none_or(|l| f.name == l))
+                .collect();
+            if shown.is_empty() {
+                let names: Vec<_> = fields.iter().map(|f| f.name.as_str()).collect();
+                bail!(
+                    "no layer '{}' changes the receptive field of {}; those that do: {}",
+                    a.layer.as_deref().unwrap_or(""),
+                    a.model,
+                    names.join(", ")
+                );
+            }
+            let [c, h, w] = input;
+            println!(
+                "Receptive fields of {} at {c}x{h}x{w} (centre position of each layer)",
+                a.model
+            );
+            println!(
+                "{:<22} {:<18} {:>14} {:>14}",
+                "Layer", "Output", "Field (HxW)", "Jump (px)"
+            );
+            for f in shown {
+                let mark = |clipped: bool| if clipped { "≥" } else { "" };
+                println!(
+                    "{:<22} {:<18} {:>14} {:>14}",
+                    f.name,
+                    f.output
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x"),
+                    format!(
+                        "{}{}x{}{}",
+                        mark(f.clipped[0]),
+                        f.size[0],
+                        mark(f.clipped[1]),
+                        f.size[1]
+                    ),
+                    format!("{:.1}", f.jump[0]),
+                );
+            }
+            if fields.iter().any(|f| f.clipped[0] || f.clipped[1]) {
+                println!(
+                    "≥: the field reaches the input's border; a larger --input shows its full size"
+                );
+            }
+        }
         Command::Conv(a) => {
             let Some(out) = conv_out(a.w, a.f, a.s, a.p) else {
                 bail!(

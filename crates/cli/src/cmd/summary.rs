@@ -17,32 +17,37 @@ pub struct Args {
     /// Number of classes.
     #[arg(long, default_value_t = 1000)]
     pub num_classes: usize,
+    /// Summarise only the convolutional base, without the classifier (Keras' `include_top=False`).
+    #[arg(long)]
+    pub no_top: bool,
     /// Batch size for the activation-memory estimate.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let entry = convnet_nn::find(&a.model)?;
-    let [c, h, w] = match &a.input {
-        Some(s) => {
-            let (c, hw) = s.split_once('x').unwrap_or(("", ""));
-            let c: usize = c
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--input '{s}' is not CxHxW"))?;
-            let [h, w] =
-                parse_size(hw).map_err(|_| anyhow::anyhow!("--input '{s}' is not CxHxW"))?;
-            [c, h, w]
-        }
-        None => entry.input,
-    };
+/// Parses `--input CxHxW`.
+pub fn parse_input(s: &str) -> Result<[usize; 3]> {
+    let (c, hw) = s.split_once('x').unwrap_or(("", ""));
+    let c: usize = c
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--input '{s}' is not CxHxW"))?;
+    let [h, w] = parse_size(hw).map_err(|_| anyhow::anyhow!("--input '{s}' is not CxHxW"))?;
     if c == 0 {
         bail!("--input needs at least one channel");
     }
+    Ok([c, h, w])
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let entry = convnet_nn::find(&a.model)?;
+    let [c, h, w] = match &a.input {
+        Some(s) => parse_input(s)?,
+        None => entry.input,
+    };
     let spec = ModelSpec::new(&a.model, [c, h, w], a.num_classes);
     let device = burn::tensor::Device::flex().autodiff();
     let net = convnet_nn::build(&spec, &device)?;
-    let s = summarize(&net, &spec, &device);
+    let s = summarize(&net, &spec, &device, !a.no_top);
     println!("{s}");
     if a.batch_size > 1 {
         println!(

@@ -260,16 +260,21 @@ impl AlexNet {
         })
     }
 
-    /// The feature map before the classifier (after the adaptive pool when there is one).
+    /// The convolutional base (torchvision's `features`, before the adaptive pool).
     ///
     /// # Shapes
     /// `[N, C, 227, 227]` → `[N, 256, 6, 6]`
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = run_features(&self.features, x);
-        match &self.avgpool {
+        run_features(&self.features, x)
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = match &self.avgpool {
             Some(pool) => pool.run(x),
             None => x,
-        }
+        };
+        run_classifier(&self.classifier, flatten(x))
     }
 
     /// Class logits.
@@ -277,7 +282,7 @@ impl AlexNet {
     /// # Shapes
     /// `[N, C, 227, 227]` (torchvision's: `[N, C, 224, 224]`) → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        run_classifier(&self.classifier, flatten(self.forward_features(x)))
+        self.forward_head(self.forward_features(x))
     }
 }
 

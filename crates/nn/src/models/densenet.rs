@@ -343,12 +343,21 @@ impl DenseNet {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base with its final norm and ReLU: `[N, C, 224, 224]` → `[N, 1024, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let f = &self.features;
         let x = f.pool0.run(relu(f.norm0.run(f.conv0.run(x))));
         let x = f.transition1.forward(f.denseblock1.forward(x));
         let x = f.transition2.forward(f.denseblock2.forward(x));
         let x = f.transition3.forward(f.denseblock3.forward(x));
-        let x = relu(f.norm5.run(f.denseblock4.forward(x)));
+        relu(f.norm5.run(f.denseblock4.forward(x)))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         self.classifier.run(flatten(self.avgpool.run(x)))
     }
 

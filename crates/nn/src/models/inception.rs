@@ -371,7 +371,17 @@ impl GoogLeNet {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, false).0
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, 224, 224]` → `[N, 1024, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.trunk(x, false).0
+    }
+
+    /// Global average pooling, dropout and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.run(self.dropout.run(flatten(self.avgpool.run(x))))
     }
 
     /// Main logits and, when the model has them, the two auxiliary classifiers' logits (in
@@ -384,14 +394,16 @@ impl GoogLeNet {
         &self,
         x: Tensor<4>,
     ) -> (Tensor<2>, Option<Tensor<2>>, Option<Tensor<2>>) {
-        self.run(x, true)
+        let (x, aux1, aux2) = self.trunk(x, true);
+        (self.forward_head(x), aux1, aux2)
     }
 
-    fn run(
+    /// The base's output and, when asked for and present, the auxiliary logits.
+    fn trunk(
         &self,
         x: Tensor<4>,
         with_aux: bool,
-    ) -> (Tensor<2>, Option<Tensor<2>>, Option<Tensor<2>>) {
+    ) -> (Tensor<4>, Option<Tensor<2>>, Option<Tensor<2>>) {
         let aux = |head: &Option<GoogLeNetAux>, x: &Tensor<4>| {
             head.as_ref()
                 .filter(|_| with_aux)
@@ -407,9 +419,7 @@ impl GoogLeNet {
             .run(self.inception4c.run(self.inception4b.run(x)));
         let aux2 = aux(&self.aux2, &x);
         let x = self.maxpool4.run(self.inception4e.run(x));
-        let x = self.inception5b.run(self.inception5a.run(x));
-        let x = self.dropout.run(flatten(self.avgpool.run(x)));
-        (self.fc.run(x), aux1, aux2)
+        (self.inception5b.run(self.inception5a.run(x)), aux1, aux2)
     }
 }
 
@@ -603,6 +613,11 @@ impl BnInception {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, 224, 224]` → `[N, 1024, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.maxpool1.run(self.conv1.run(x));
         let x = self.maxpool2.run(self.conv3.run(self.conv2.run(x)));
         let x = self.inception3a.run(x);
@@ -614,7 +629,11 @@ impl BnInception {
         let x = self.inception4d.run(x);
         let x = self.inception4e.run(x);
         let x = self.inception5a.run(x);
-        let x = self.inception5b.run(x);
+        self.inception5b.run(x)
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         self.fc.run(flatten(self.avgpool.run(x)))
     }
 }
@@ -1073,7 +1092,18 @@ mod v3 {
         /// # Shapes
         /// `[N, C, 299, 299]` → `[N, classes]`
         pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-            self.run(x, false).0
+            self.forward_head(self.forward_features(x))
+        }
+
+        /// The convolutional base: `[N, C, 299, 299]` → `[N, 2048, 8, 8]`.
+        pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+            self.trunk(x, false).0
+        }
+
+        /// Global average pooling, dropout and the classifier on top of
+        /// [`Self::forward_features`].
+        pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+            self.fc.run(flatten(self.dropout.run(self.avgpool.run(x))))
         }
 
         /// Main logits and, when the model has it, the auxiliary classifier's logits (weighted
@@ -1082,10 +1112,12 @@ mod v3 {
         /// # Shapes
         /// `[N, C, 299, 299]` → (`[N, classes]`, `[N, classes]`)
         pub fn forward_with_aux(&self, x: Tensor<4>) -> (Tensor<2>, Option<Tensor<2>>) {
-            self.run(x, true)
+            let (x, aux) = self.trunk(x, true);
+            (self.forward_head(x), aux)
         }
 
-        fn run(&self, x: Tensor<4>, with_aux: bool) -> (Tensor<2>, Option<Tensor<2>>) {
+        /// The base's output and, when asked for and present, the auxiliary logits.
+        fn trunk(&self, x: Tensor<4>, with_aux: bool) -> (Tensor<4>, Option<Tensor<2>>) {
             let x = self.Conv2d_1a_3x3.run(x);
             let x = self.Conv2d_2b_3x3.run(self.Conv2d_2a_3x3.run(x));
             let x = self.maxpool1.run(x);
@@ -1100,9 +1132,10 @@ mod v3 {
                 .as_ref()
                 .filter(|_| with_aux)
                 .map(|head| head.forward(x.clone()));
-            let x = self.Mixed_7c.run(self.Mixed_7b.run(self.Mixed_7a.run(x)));
-            let x = self.dropout.run(self.avgpool.run(x));
-            (self.fc.run(flatten(x)), aux)
+            (
+                self.Mixed_7c.run(self.Mixed_7b.run(self.Mixed_7a.run(x))),
+                aux,
+            )
         }
     }
 }

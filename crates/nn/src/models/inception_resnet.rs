@@ -472,7 +472,16 @@ impl InceptionV4 {
     /// # Shapes
     /// `[N, C, 299, 299]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.features.iter().fold(x, |x, layer| layer.run(x));
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base (timm's `features`): `[N, C, 299, 299]` → `[N, 1536, 8, 8]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features.iter().fold(x, |x, layer| layer.run(x))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.head_drop.run(flatten(self.global_pool.run(x)));
         self.last_linear.run(x)
     }
@@ -857,6 +866,17 @@ impl InceptionResNet {
     /// # Shapes
     /// `[N, C, 299, 299]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.head_drop.run(flatten(self.global_pool.run(x)));
+        self.classif.run(x)
+    }
+
+    /// The convolutional base: `[N, C, 299, 299]` → `[N, 1536 (v2: 1792), 8, 8]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self
             .conv2d_2b
             .run(self.conv2d_2a.run(self.conv2d_1a.run(x)));
@@ -880,8 +900,7 @@ impl InceptionResNet {
         if let Some(conv) = &self.conv2d_7b {
             x = conv.run(x);
         }
-        let x = self.head_drop.run(flatten(self.global_pool.run(x)));
-        self.classif.run(x)
+        x
     }
 }
 

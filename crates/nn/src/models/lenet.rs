@@ -58,9 +58,18 @@ impl LeNet5 {
     /// # Shapes
     /// `[N, C, 32, 32]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base (C1–C5): `[N, C, 32, 32]` → `[N, 120, 1, 1]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.pool.run(tanh(self.conv1.run(x)));
         let x = self.pool.run(tanh(self.conv2.run(x)));
-        let x = flatten(tanh(self.conv3.run(x)));
-        self.fc2.run(tanh(self.fc1.run(x)))
+        tanh(self.conv3.run(x))
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc2.run(tanh(self.fc1.run(flatten(x))))
     }
 }

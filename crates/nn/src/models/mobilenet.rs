@@ -199,8 +199,17 @@ impl MobileNetV1 {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, 224, 224]` → `[N, 1024, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu6(self.bn1.run(self.conv1.run(x)));
-        let x = self.blocks.iter().fold(x, |x, b| b.forward(x));
+        self.blocks.iter().fold(x, |x, b| b.forward(x))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = flatten(self.avgpool.run(x));
         self.classifier.run(self.dropout.run(x))
     }
@@ -382,10 +391,19 @@ impl MobileNetV2 {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.features.iter().fold(x, |x, layer| match layer {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base (torchvision's `features`): `[N, C, 224, 224]` → `[N, 1280, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features.iter().fold(x, |x, layer| match layer {
             V2Layer::ConvBnRelu6(l) => run_conv_bn_relu6(l, x),
             V2Layer::Block(b) => b.forward(x),
-        });
+        })
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = flatten(self.avgpool.run(x));
         self.classifier.1.run(self.classifier.0.run(x))
     }

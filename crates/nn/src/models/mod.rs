@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 
 use crate::spec::{ModelError, ModelSpec};
 
-/// Any model of the zoo. Adding a family adds a variant here and an arm to [`Network::forward`].
+/// Any model of the zoo. Adding a family adds a variant here and an arm to the `each!` macro.
 // One `Network` exists per model in a process; variant sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
@@ -59,31 +59,55 @@ pub enum Network {
     AlexNet(alexnet::AlexNet),
 }
 
+/// Calls the same method on whichever model a [`Network`] holds.
+macro_rules! each {
+    ($self:expr, $m:ident => $call:expr) => {
+        match $self {
+            Network::LeNet5($m) => $call,
+            Network::MnistCnn($m) => $call,
+            Network::GtsrbNet($m) => $call,
+            Network::SmallCnn($m) => $call,
+            Network::Xception($m) => $call,
+            Network::InceptionResNet($m) => $call,
+            Network::InceptionV4($m) => $call,
+            Network::InceptionV3($m) => $call,
+            Network::BnInception($m) => $call,
+            Network::GoogLeNet($m) => $call,
+            Network::MobileNetV2($m) => $call,
+            Network::MobileNetV1($m) => $call,
+            Network::SqueezeNet($m) => $call,
+            Network::DenseNet($m) => $call,
+            Network::ResNet($m) => $call,
+            Network::Vgg($m) => $call,
+            Network::AlexNet($m) => $call,
+        }
+    };
+}
+
 impl Network {
-    /// Class logits for an image batch.
+    /// Class logits for an image batch: [`Self::forward_head`] of [`Self::forward_features`].
     ///
     /// # Shapes
     /// `[N, C, H, W]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Network::LeNet5(m) => m.forward(x),
-            Network::MnistCnn(m) => m.forward(x),
-            Network::GtsrbNet(m) => m.forward(x),
-            Network::SmallCnn(m) => m.forward(x),
-            Network::Xception(m) => m.forward(x),
-            Network::InceptionResNet(m) => m.forward(x),
-            Network::InceptionV4(m) => m.forward(x),
-            Network::InceptionV3(m) => m.forward(x),
-            Network::BnInception(m) => m.forward(x),
-            Network::GoogLeNet(m) => m.forward(x),
-            Network::MobileNetV2(m) => m.forward(x),
-            Network::MobileNetV1(m) => m.forward(x),
-            Network::SqueezeNet(m) => m.forward(x),
-            Network::DenseNet(m) => m.forward(x),
-            Network::ResNet(m) => m.forward(x),
-            Network::Vgg(m) => m.forward(x),
-            Network::AlexNet(m) => m.forward(x),
-        }
+        each!(self, m => m.forward(x))
+    }
+
+    /// The convolutional base without the classifier (Keras' `include_top=False`): the last
+    /// feature map before global pooling or flattening.
+    ///
+    /// # Shapes
+    /// `[N, C, H, W]` → `[N, C', H', W']`
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        each!(self, m => m.forward_features(x))
+    }
+
+    /// The classifier (pooling, dropout, dense layers) on a [`Self::forward_features`] map.
+    ///
+    /// # Shapes
+    /// `[N, C', H', W']` → `[N, classes]`
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        each!(self, m => m.forward_head(x))
     }
 }
 

@@ -380,15 +380,24 @@ impl ResNet {
     /// # Shapes
     /// `[N, C, 224, 224]` (ImageNet) or `[N, C, 32, 32]` (CIFAR) → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base, before global pooling: `[N, C, 224, 224]` → `[N, 512·e, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu(self.bn1.run(self.conv1.run(x)));
         let x = match &self.maxpool {
             Some(pool) => pool.run(x),
             None => x,
         };
-        let x = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
             .into_iter()
             .flatten()
-            .fold(x, |x, block| block.forward(x));
+            .fold(x, |x, block| block.forward(x))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         self.fc.run(flatten(self.avgpool.run(x)))
     }
 

@@ -42,8 +42,17 @@ impl MnistCnn {
     /// # Shapes
     /// `[N, C, 28, 28]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, 28, 28]` → `[N, 32, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.pool.run(relu(self.conv1.run(x)));
-        let x = self.pool.run(relu(self.conv2.run(x)));
+        self.pool.run(relu(self.conv2.run(x)))
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         self.out.run(flatten(x))
     }
 }
@@ -92,8 +101,17 @@ impl GtsrbNet {
     /// # Shapes
     /// `[N, C, 32, 32]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, 32, 32]` → `[N, 16, 6, 6]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.pool.run(relu(self.conv1.run(x)));
-        let x = self.pool.run(relu(self.conv2.run(x)));
+        self.pool.run(relu(self.conv2.run(x)))
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = relu(self.fc1.run(flatten(x)));
         self.fc3.run(relu(self.fc2.run(x)))
     }

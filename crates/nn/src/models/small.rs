@@ -47,8 +47,17 @@ impl SmallCnn {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base: `[N, C, H, W]` → `[N, 64, H/4, W/4]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.pool.run(self.block1.run(x));
-        let x = self.pool.run(self.block2.run(x));
+        self.pool.run(self.block2.run(x))
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = relu(self.fc1.run(flatten(x)));
         self.fc2.run(self.dropout.run(x))
     }

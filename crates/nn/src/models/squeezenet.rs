@@ -226,12 +226,17 @@ impl SqueezeNet {
     /// # Shapes
     /// `[N, C, 224, 224]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .features
-            .iter()
-            .chain(&self.classifier)
-            .fold(x, |x, layer| layer.forward(x));
-        flatten(x)
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base (torchvision's `features`): `[N, C, 224, 224]` → `[N, 512, 13, 13]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features.iter().fold(x, |x, layer| layer.forward(x))
+    }
+
+    /// The convolutional classifier (dropout, 1x1 conv, ReLU, global pooling).
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        flatten(self.classifier.iter().fold(x, |x, layer| layer.forward(x)))
     }
 
     /// SqueezeNet 1.0 (paper Table 1).

@@ -463,13 +463,21 @@ impl Vgg {
     /// `[N, C, 224, 224]` (`[N, C, 150, 150]` for seed 001) → `[N, 512, 7, 7]` (`[N, 512, 4, 4]`)
     /// → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.features.forward(x);
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// The convolutional base (Keras' `include_top=False`): `[N, C, 224, 224]` → `[N, 512, 7, 7]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features.forward(x)
+    }
+
+    /// The classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
         let x = match &self.avgpool {
             Some(pool) => pool.run(x),
             None => x,
         };
-        let x = flatten(x);
-        self.classifier.iter().fold(x, |x, l| l.run(x))
+        self.classifier.iter().fold(flatten(x), |x, l| l.run(x))
     }
 }
 

@@ -269,6 +269,16 @@ impl Xception {
     /// # Shapes
     /// `[N, C, 299, 299]` → `[N, classes]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_head(self.forward_features(x))
+    }
+
+    /// Global average pooling and the classifier on top of [`Self::forward_features`].
+    pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.run(flatten(self.global_pool.run(x)))
+    }
+
+    /// The convolutional base: `[N, C, 299, 299]` → `[N, 2048, 10, 10]`.
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu(self.bn1.run(self.conv1.run(x)));
         let x = relu(self.bn2.run(self.conv2.run(x)));
         let blocks = [
@@ -287,8 +297,7 @@ impl Xception {
         ];
         let x = blocks.iter().fold(x, |x, b| b.run(x));
         let x = relu(self.bn3.run(self.conv3.run(x)));
-        let x = relu(self.bn4.run(self.conv4.run(x)));
-        self.fc.run(flatten(self.global_pool.run(x)))
+        relu(self.bn4.run(self.conv4.run(x)))
     }
 }
 
