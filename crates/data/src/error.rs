@@ -45,9 +45,26 @@ pub enum DataError {
         /// What went wrong.
         why: String,
     },
+    /// A broken image met while `--strict` was given.
+    #[error("{why}; stopped because of --strict (without it, unreadable images are skipped)")]
+    Strict {
+        /// The sample (its path).
+        what: String,
+        /// Why it could not be loaded.
+        why: String,
+    },
 }
 
 impl DataError {
+    /// The `--strict` error for the first of a batch's skipped samples (`(what, why)` pairs,
+    /// as `Batch::skipped` holds them), if any.
+    pub fn first_skipped(skipped: &[(String, String)]) -> Option<Self> {
+        skipped.first().map(|(what, why)| DataError::Strict {
+            what: what.clone(),
+            why: why.clone(),
+        })
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {

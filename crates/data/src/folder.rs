@@ -2,19 +2,46 @@
 //! `flow_from_directory`).
 
 use std::collections::BTreeMap;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use crate::dataset::Dataset;
 use crate::error::DataError;
 
-/// Largest image accepted before decoding, in pixels (guards against decompression bombs).
+/// Largest image accepted before decoding, in pixels (guards against decompression bombs);
+/// `--max-pixels` raises it for the process ([`set_limits`]).
 pub const MAX_PIXELS: u64 = 178_956_970;
+/// Largest image file read, in bytes; `--max-image-bytes` raises it ([`set_limits`]).
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+static PIXEL_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(MAX_PIXELS);
+static BYTE_LIMIT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(MAX_IMAGE_BYTES);
+
+/// Overrides the image size limits ([`MAX_PIXELS`], [`MAX_IMAGE_BYTES`]) for this process;
+/// `None` keeps a limit as it is. Set once at start-up, before any image is read.
+pub fn set_limits(pixels: Option<u64>, bytes: Option<u64>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(p) = pixels {
+        PIXEL_LIMIT.store(p, Relaxed);
+    }
+    if let Some(b) = bytes {
+        BYTE_LIMIT.store(b, Relaxed);
+    }
+}
+
+/// The image size limits in force: (pixels, bytes).
+pub fn limits() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (PIXEL_LIMIT.load(Relaxed), BYTE_LIMIT.load(Relaxed))
+}
 
 /// Extensions read without sniffing; anything else is sniffed for a known image signature.
 const IMAGE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "pgm", "ppm",
+    "png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "pgm", "ppm", "pbm", "pnm",
 ];
 
 /// A scanned class-per-folder dataset. Images are decoded lazily, on the loader's workers.
@@ -27,7 +54,7 @@ pub struct ImageFolder {
 }
 
 /// Whether `path` looks like an image: a known extension, or a known signature.
-fn is_image(path: &Path) -> bool {
+pub(crate) fn is_image(path: &Path) -> bool {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -42,7 +69,8 @@ fn is_image(path: &Path) -> bool {
     }
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// Sorted non-hidden entries of `dir`.
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
@@ -57,8 +85,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 /// All image files under `dir` (recursively, hidden entries skipped), sorted by path, and
-/// the other files found.
-fn walk_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
+/// the other (non-image) files found, which callers report with [`skipped_summary`].
+pub fn walk_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
     let (mut images, mut others) = (Vec::new(), Vec::new());
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -120,6 +148,23 @@ impl ImageFolder {
         })
     }
 
+    /// A dataset of files whose labels were found another way (a CSV, file names): `files`
+    /// are `(path, label)` with labels indexing `classes`; `skipped` are the non-images seen.
+    pub fn from_files(
+        root: &Path,
+        files: Vec<(PathBuf, usize)>,
+        classes: Vec<String>,
+        skipped: Vec<PathBuf>,
+    ) -> Self {
+        debug_assert!(files.iter().all(|(_, l)| *l < classes.len()));
+        Self {
+            root: root.to_path_buf(),
+            files,
+            classes,
+            skipped,
+        }
+    }
+
     /// Replaces folder names by display names from a JSON object `{"folder": "name", …}`
     /// (seed 003's `cat_to_name.json`). Folders missing from the map keep their name.
     pub fn with_class_map(mut self, json: &Path) -> Result<Self, DataError> {
@@ -149,27 +194,108 @@ impl ImageFolder {
     }
 }
 
-/// Decodes one image file, refusing absurd dimensions before decoding.
+/// One line about the files that were not images (hidden files are not counted), or `None`
+/// when there were none: printed once per folder instead of one warning per file.
+pub fn skipped_summary(root: &Path, skipped: &[PathBuf]) -> Option<String> {
+    let first = skipped.first()?;
+    let more = match skipped.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!(
+        "note: {}: skipped {} file(s) that are not images ({}{more})",
+        root.display(),
+        skipped.len(),
+        first.display()
+    ))
+}
+
+/// Decodes one image file, detected by content, refusing absurd dimensions before decoding
+/// (decompression bombs), refusing truncated JPEGs, and applying EXIF orientation.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let bad = |why: String| DataError::Image {
+    let size = std::fs::metadata(path)
+        .map_err(|e| DataError::io(path, e))?
+        .len();
+    if size > limits().1 {
+        return Err(DataError::Image {
+            path: path.to_path_buf(),
+            why: format!(
+                "{size} bytes exceeds the limit of {} bytes; raise it with --max-image-bytes",
+                limits().1
+            ),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_bytes(&bytes).map_err(|why| DataError::Image {
         path: path.to_path_buf(),
         why,
-    };
-    let reader = ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+    })
+}
+
+/// What the header of an image says, read without decoding the pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// The format, found from the content.
+    pub format: ImageFormat,
+    /// Width and height as stored (before EXIF orientation).
+    pub size: (u32, u32),
+    /// Colour type as stored in the file, e.g. `Rgb8`, `L16`, `Cmyk8`.
+    pub color: String,
+}
+
+fn open_decoder(bytes: &[u8]) -> Result<(ImageFormat, impl ImageDecoder + '_), String> {
+    let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
-    if (w as u64) * (h as u64) > MAX_PIXELS {
-        return Err(bad(format!(
-            "{w}x{h} pixels exceeds the limit of {MAX_PIXELS}"
-        )));
+        .map_err(|e| e.to_string())?;
+    let format = reader
+        .format()
+        .ok_or("unknown format; expected PNG, JPEG, BMP, GIF, WebP, TIFF or PNM")?;
+    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    let max_pixels = limits().0;
+    if (w as u64) * (h as u64) > max_pixels {
+        return Err(format!(
+            "{w}x{h} pixels exceeds the limit of {max_pixels}; refused before decoding (raise it with --max-pixels)"
+        ));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
-    reader.decode().map_err(|e| bad(e.to_string()))
+    if w == 0 || h == 0 {
+        return Err(format!("{w}x{h}: empty image"));
+    }
+    Ok((format, decoder))
+}
+
+/// Reads an image's header: format, size and colour type, without decoding pixels.
+pub fn header(bytes: &[u8]) -> Result<Header, String> {
+    let (format, decoder) = open_decoder(bytes)?;
+    Ok(Header {
+        format,
+        size: decoder.dimensions(),
+        color: format!("{:?}", decoder.original_color_type()),
+    })
+}
+
+/// [`decode`] on bytes in memory; the error is the reason, without the path.
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
+    let (format, mut decoder) = open_decoder(bytes)?;
+    if format == ImageFormat::Jpeg {
+        jpeg_complete(bytes)?;
+    }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// JPEG decoders fill a truncated scan with grey instead of failing; like PIL without
+/// `LOAD_TRUNCATED_IMAGES`, a JPEG whose last scan (`FFDA`) is not followed by an end marker
+/// (`FFD9`) is refused. (Inside entropy-coded data `FF` is always followed by `00` or a
+/// restart marker, so neither pair occurs by chance.)
+fn jpeg_complete(bytes: &[u8]) -> Result<(), String> {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+        _ => Err("truncated JPEG (no end-of-image marker after the last scan)".into()),
+    }
 }
 
 /// Unlabelled image files (for prediction): the files given, and the images found under the
@@ -221,6 +347,9 @@ impl Dataset for ImageFiles {
     fn describe(&self, index: usize) -> String {
         self.files[index].display().to_string()
     }
+    fn path(&self, index: usize) -> Option<&Path> {
+        Some(&self.files[index])
+    }
     fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
         decode(&self.files[index])
     }
@@ -238,6 +367,9 @@ impl Dataset for ImageFolder {
     }
     fn describe(&self, index: usize) -> String {
         self.files[index].0.display().to_string()
+    }
+    fn path(&self, index: usize) -> Option<&Path> {
+        Some(&self.files[index].0)
     }
     fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
         decode(&self.files[index].0)

@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::augment::{Augment, mix_batch, sample_rng};
 use crate::dataset::Dataset;
 use crate::transform::Preprocess;
 
@@ -23,6 +24,9 @@ pub struct Batch {
     pub shape: [usize; 4],
     /// Samples that could not be loaded and were left out: `(description, error)`.
     pub skipped: Vec<(String, String)>,
+    /// Soft targets `[N, num_classes]` (rows sum to 1) when MixUp/CutMix mixed the batch;
+    /// `None` means the one-hot `labels` are the targets.
+    pub soft: Option<Vec<f32>>,
 }
 
 /// Iterates a dataset in batches, `workers` threads decoding up to `prefetch` batches each
@@ -41,6 +45,9 @@ pub struct Loader {
     pub workers: usize,
     /// Batches each worker may hold ready.
     pub prefetch: usize,
+    /// Random augmentation applied to each decoded image before `Preprocess` (training
+    /// only), with an RNG per `(seed, epoch, sample)`; plus MixUp/CutMix per batch.
+    pub augment: Option<Arc<Augment>>,
 }
 
 impl Loader {
@@ -63,6 +70,7 @@ impl Loader {
             seed,
             workers,
             prefetch: 2,
+            augment: None,
         }
     }
 
@@ -88,20 +96,29 @@ impl Loader {
 
     /// The batches of `epoch`, decoded on worker threads.
     pub fn epoch(&self, epoch: usize) -> Batches {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on: exactly those [`Self::epoch`] yields after
+    /// its first `first` (same samples, same augmentation), for resuming mid-epoch.
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> Batches {
         let order = Arc::new(self.order(epoch));
-        let num = self.num_batches();
+        let num = self.num_batches().saturating_sub(first);
         let workers = self.workers.clamp(1, num.max(1));
         let mut receivers = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = sync_channel(self.prefetch.max(1));
             receivers.push(rx);
-            let (ds, pre, order, bs) = (
-                self.dataset.clone(),
-                self.pre.clone(),
-                order.clone(),
-                self.batch_size,
-            );
-            std::thread::spawn(move || worker(ds, pre, order, bs, w, workers, tx));
+            let job = Job {
+                ds: self.dataset.clone(),
+                pre: self.pre.clone(),
+                order: order.clone(),
+                batch_size: self.batch_size,
+                augment: self.augment.clone(),
+                seed: self.seed,
+                epoch,
+            };
+            std::thread::spawn(move || worker(job, first + w, workers, tx));
         }
         Batches {
             receivers,
@@ -111,15 +128,40 @@ impl Loader {
     }
 }
 
-fn worker(
+/// What one worker thread needs to build its batches of an epoch.
+struct Job {
     ds: Arc<dyn Dataset>,
     pre: Arc<Preprocess>,
     order: Arc<Vec<usize>>,
     batch_size: usize,
-    first: usize,
-    step: usize,
-    tx: SyncSender<Batch>,
-) {
+    augment: Option<Arc<Augment>>,
+    seed: u64,
+    epoch: usize,
+}
+
+impl Job {
+    /// Decodes, augments (if enabled) and preprocesses sample `i` into `out`.
+    fn load(&self, i: usize, out: &mut [f32]) -> Result<(), crate::DataError> {
+        match &self.augment {
+            Some(aug) if !aug.is_empty() => {
+                let mut rng = sample_rng(self.seed, self.epoch, i);
+                let img = aug.apply(self.ds.image(i)?, &mut rng);
+                self.pre.apply(&img, out);
+                Ok(())
+            }
+            _ => self.ds.load_into(i, &self.pre, out),
+        }
+    }
+}
+
+fn worker(job: Job, first: usize, step: usize, tx: SyncSender<Batch>) {
+    let Job {
+        ref ds,
+        ref pre,
+        ref order,
+        batch_size,
+        ..
+    } = job;
     let len = pre.sample_len();
     let mut b = first;
     while b * batch_size < order.len() {
@@ -130,7 +172,7 @@ fn worker(
         let mut skipped = Vec::new();
         for &i in ids {
             let slot = labels.len();
-            match ds.load_into(i, &pre, &mut images[slot * len..(slot + 1) * len]) {
+            match job.load(i, &mut images[slot * len..(slot + 1) * len]) {
                 Ok(()) => {
                     labels.push(ds.label(i));
                     indices.push(i);
@@ -140,16 +182,22 @@ fn worker(
         }
         images.truncate(labels.len() * len);
         let shape = [labels.len(), pre.channels, pre.size[0], pre.size[1]];
-        if tx
-            .send(Batch {
-                images,
-                labels,
-                indices,
-                shape,
-                skipped,
-            })
-            .is_err()
-        {
+        let mut batch = Batch {
+            images,
+            labels,
+            indices,
+            shape,
+            skipped,
+            soft: None,
+        };
+        if let Some(aug) = &job.augment {
+            // Batch-level RNG: a stream of its own (seed offset) per (epoch, batch).
+            let mut rng = sample_rng(job.seed ^ 0xBA7C_4000, job.epoch, b);
+            if let Some(mix) = aug.batch_mix(&mut rng) {
+                mix_batch(&mut batch, ds.classes().len(), mix, &mut rng);
+            }
+        }
+        if tx.send(batch).is_err() {
             return; // The consumer stopped early.
         }
         b += step;
@@ -229,6 +277,63 @@ mod tests {
         assert_eq!(again, first);
         let next: Vec<usize> = loader.epoch(1).flat_map(|b| b.indices).collect();
         assert_ne!(next, first);
+    }
+
+    #[test]
+    fn augmentation_is_per_sample_seeded_whatever_the_worker_count() {
+        // 6x6 images with a horizontal gradient so flips and shifts show.
+        let n = 40;
+        let pixels = (0..n)
+            .flat_map(|i| (0..36).map(move |p| ((p % 6) * 40 + i) as u8))
+            .collect();
+        let ds: Arc<dyn Dataset> = Arc::new(InMemory::gray(
+            pixels,
+            [6, 6],
+            (0..n).map(|i| i % 4).collect(),
+            (0..4).map(|c| c.to_string()).collect(),
+        ));
+        let pre = Preprocess {
+            channels: 1,
+            size: [6, 6],
+            mean: vec![0.0],
+            std: vec![1.0],
+        };
+        let mut loader = Loader::new(ds, pre, 8, true, 3);
+        loader.augment = Some(Arc::new(
+            Augment::parse("hflip,shift=0.3,mixup=0.4").unwrap(),
+        ));
+        let run = |l: &Loader, e| -> Vec<Batch> { l.epoch(e).collect() };
+        loader.workers = 3;
+        let a = run(&loader, 0);
+        loader.workers = 1;
+        let b = run(&loader, 0);
+        let c = run(&loader, 1);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.images, y.images);
+            assert_eq!(x.soft, y.soft);
+            let soft = x.soft.as_ref().expect("mixup gives soft targets");
+            assert_eq!(soft.len(), x.labels.len() * 4);
+            for row in soft.chunks(4) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            }
+        }
+        let flat = |v: &[Batch]| v.iter().flat_map(|b| b.images.clone()).collect::<Vec<_>>();
+        assert_ne!(flat(&a), flat(&c));
+        // Without augmentation the same loader yields the plain images.
+        loader.augment = None;
+        let plain = run(&loader, 0);
+        assert!(plain.iter().all(|b| b.soft.is_none()));
+        assert_ne!(flat(&plain), flat(&a));
+    }
+
+    #[test]
+    fn an_epoch_can_start_at_any_batch() {
+        let mut loader = Loader::new(data(53), pre(), 5, true, 7);
+        loader.workers = 3;
+        let all: Vec<Vec<usize>> = loader.epoch(2).map(|b| b.indices).collect();
+        let tail: Vec<Vec<usize>> = loader.epoch_from(2, 4).map(|b| b.indices).collect();
+        assert_eq!(tail, all[4..]);
+        assert_eq!(loader.epoch_from(2, 11).count(), 0);
     }
 
     #[test]
