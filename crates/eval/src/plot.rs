@@ -1,4 +1,4 @@
-//! PNG pictures: training curves and confusion matrices, drawn with plotters and an embedded
+//! PNG pictures: training curves, confusion matrices and prediction grids, drawn with plotters and an embedded
 //! font (no system fonts needed), written atomically.
 
 use std::path::Path;
@@ -48,17 +48,131 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
     PlotError::Draw(format!("{e:?}"))
 }
 
-/// Encodes an RGB buffer as PNG and writes it atomically.
-fn save_png(path: &Path, buf: Vec<u8>, w: u32, h: u32) -> Result<(), PlotError> {
+/// Encodes an RGB buffer as PNG bytes.
+fn encode_png(buf: Vec<u8>, w: u32, h: u32) -> Result<Vec<u8>, PlotError> {
     let img = image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| PlotError::Draw("buffer size".into()))?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(draw_err)?;
-    convnet_data::files::write_atomic(path, &png).map_err(|source| PlotError::Io {
+    Ok(png)
+}
+
+/// Writes bytes atomically, as a [`PlotError`] naming the file on failure.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
+    convnet_data::files::write_atomic(path, bytes).map_err(|source| PlotError::Io {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Encodes an RGB buffer as PNG and writes it atomically.
+fn save_png(path: &Path, buf: Vec<u8>, w: u32, h: u32) -> Result<(), PlotError> {
+    write_file(path, &encode_png(buf, w, h)?)
+}
+
+/// One picture of a prediction grid.
+#[derive(Debug, Clone)]
+pub struct GridTile {
+    /// The image as decoded (any size; scaled into the tile).
+    pub image: image::DynamicImage,
+    /// First caption line, e.g. `Trouser 98.1%`.
+    pub predicted: String,
+    /// Second caption line, e.g. `true: Trouser` (empty when unknown).
+    pub truth: String,
+    /// Whether the prediction is right: blue when true, red when false, black when unknown.
+    pub correct: Option<bool>,
+}
+
+/// Blue of right predictions in prediction grids (seed 002's convention).
+pub const RIGHT: RGBColor = RGBColor(20, 60, 220);
+/// Red of wrong predictions in prediction grids.
+pub const WRONG: RGBColor = RGBColor(215, 25, 28);
+
+/// Draws images in a grid of `cols` columns, each with its predicted label (and the true one
+/// when known) in blue when right and red when wrong; returns the PNG bytes.
+pub fn prediction_grid(tiles: &[GridTile], cols: usize) -> Result<Vec<u8>, PlotError> {
+    register_font();
+    let cols = cols.clamp(1, tiles.len().max(1));
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let (img_px, tile_w, tile_h) = (112u32, 150u32, 160u32);
+    let (w, h) = (tile_w * cols as u32, tile_h * rows as u32);
+    let mut canvas = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    for (t, tile) in tiles.iter().enumerate() {
+        let (x0, y0) = ((t % cols) as u32 * tile_w, (t / cols) as u32 * tile_h);
+        let (iw, ih) = (tile.image.width().max(1), tile.image.height().max(1));
+        let scale = img_px as f64 / iw.max(ih) as f64;
+        let (sw, sh) = (
+            ((iw as f64 * scale).round() as u32).max(1),
+            ((ih as f64 * scale).round() as u32).max(1),
+        );
+        // Small images (28x28) are enlarged with nearest-neighbour so pixels stay crisp.
+        let filter = if scale >= 2.0 {
+            image::imageops::FilterType::Nearest
+        } else {
+            image::imageops::FilterType::Triangle
+        };
+        let small = tile.image.resize_exact(sw, sh, filter).to_rgb8();
+        let ox = x0 + (tile_w - sw) / 2;
+        let oy = y0 + 6 + (img_px - sh) / 2;
+        image::imageops::overlay(&mut canvas, &small, ox as i64, oy as i64);
+    }
+    let mut buf = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        for (t, tile) in tiles.iter().enumerate() {
+            let (x0, y0) = (
+                (t % cols) as i32 * tile_w as i32,
+                (t / cols) as i32 * tile_h as i32,
+            );
+            let color = match tile.correct {
+                Some(true) => RIGHT,
+                Some(false) => WRONG,
+                None => BLACK,
+            };
+            let cx = x0 + tile_w as i32 / 2;
+            let style = |size: i32| {
+                TextStyle::from(("sans-serif", size).into_font())
+                    .color(&color)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Top,
+                    ))
+            };
+            let clip = |s: &str| s.chars().take(24).collect::<String>();
+            root.draw(&Text::new(
+                clip(&tile.predicted),
+                (cx, y0 + img_px as i32 + 10),
+                style(13),
+            ))
+            .map_err(draw_err)?;
+            if !tile.truth.is_empty() {
+                root.draw(&Text::new(
+                    clip(&tile.truth),
+                    (cx, y0 + img_px as i32 + 27),
+                    style(12),
+                ))
+                .map_err(draw_err)?;
+            }
+            if tile.correct.is_some() {
+                root.draw(&Rectangle::new(
+                    [
+                        (x0 + 2, y0 + 2),
+                        (x0 + tile_w as i32 - 3, y0 + tile_h as i32 - 3),
+                    ],
+                    color.stroke_width(2),
+                ))
+                .map_err(draw_err)?;
+            }
+        }
+        root.present().map_err(draw_err)?;
+    }
+    encode_png(buf, w, h)
+}
+
+/// [`prediction_grid`] written atomically to `path`.
+pub fn save_prediction_grid(path: &Path, tiles: &[GridTile], cols: usize) -> Result<(), PlotError> {
+    write_file(path, &prediction_grid(tiles, cols)?)
 }
 
 const COLORS: [RGBColor; 4] = [
@@ -71,6 +185,7 @@ const COLORS: [RGBColor; 4] = [
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
+    x_desc: &str,
     series: &[Series],
 ) -> Result<(), PlotError>
 where
@@ -110,7 +225,7 @@ where
         .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
+        .x_desc(x_desc)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(draw_err)?;
@@ -145,6 +260,16 @@ pub fn plot_curves(
     left: (&str, &[Series]),
     right: (&str, &[Series]),
 ) -> Result<(), PlotError> {
+    plot_curves_over(path, "epoch", left, right)
+}
+
+/// [`plot_curves`] with another quantity than the epoch across.
+pub fn plot_curves_over(
+    path: &Path,
+    x_desc: &str,
+    left: (&str, &[Series]),
+    right: (&str, &[Series]),
+) -> Result<(), PlotError> {
     register_font();
     let (w, h) = (1200u32, 450u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
@@ -152,8 +277,8 @@ pub fn plot_curves(
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let (a, b) = root.split_horizontally(w / 2);
-        panel(&a, left.0, left.1)?;
-        panel(&b, right.0, right.1)?;
+        panel(&a, left.0, x_desc, left.1)?;
+        panel(&b, right.0, x_desc, right.1)?;
         root.present().map_err(draw_err)?;
     }
     save_png(path, buf, w, h)
@@ -272,5 +397,38 @@ mod tests {
         assert!(img.get_pixel(150 + cell + 5, 60 + cell + 5).0[0] < 100);
         assert_eq!(img.get_pixel(150 + 5, 60 + cell + 5).0, [255, 255, 255]);
         assert_eq!(img.get_pixel(150 + cell + 5, 60 + 5).0, [212, 212, 255]);
+    }
+
+    #[test]
+    fn prediction_grid_colours_right_blue_and_wrong_red() {
+        let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(
+            28,
+            28,
+            image::Luma([128]),
+        ));
+        let tile = |correct| GridTile {
+            image: img.clone(),
+            predicted: "Trouser 91.0%".into(),
+            truth: "true: Trouser".into(),
+            correct,
+        };
+        let png = prediction_grid(&[tile(Some(true)), tile(Some(false)), tile(None)], 2).unwrap();
+        let g = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!((g.width(), g.height()), (300, 320));
+        // Borders: the first tile's is blue, the second's red, the third has none.
+        assert_eq!(g.get_pixel(3, 80).0, [RIGHT.0, RIGHT.1, RIGHT.2]);
+        assert_eq!(g.get_pixel(150 + 3, 80).0, [WRONG.0, WRONG.1, WRONG.2]);
+        assert_eq!(g.get_pixel(3, 160 + 80).0, [255, 255, 255]);
+        // The image is drawn (gray) in the middle of its tile.
+        assert_eq!(g.get_pixel(75, 60).0, [128, 128, 128]);
+        // Caption text of a wrong tile has red pixels below the image.
+        let reds = (150..300)
+            .flat_map(|x| (120..160).map(move |y| (x, y)))
+            .filter(|&(x, y)| {
+                let p = g.get_pixel(x, y).0;
+                p[0] > 150 && p[2] < 120 && x > 150 + 4 && x < 300 - 4
+            })
+            .count();
+        assert!(reds > 20, "{reds}");
     }
 }
