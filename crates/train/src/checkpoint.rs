@@ -34,6 +34,21 @@ pub struct CheckpointMeta {
     pub epoch: usize,
     /// Best validation accuracy so far.
     pub best_accuracy: f64,
+    /// When the run was stopped mid-epoch (Ctrl-C): how far into the next epoch it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+/// The state of an epoch interrupted between two optimizer steps, enough to continue it
+/// exactly: the batches done and the training figures so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Batches of the epoch already trained on.
+    pub batches: usize,
+    /// Training loss and accuracy totals over those batches.
+    pub metrics: convnet_eval::Metrics,
+    /// Seconds spent on them.
+    pub seconds: f64,
 }
 
 /// A loaded checkpoint.
@@ -49,13 +64,13 @@ pub struct Checkpoint {
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// File system error.
-    #[error("{path}: {source}")]
+    /// File system error (with advice when the disk is full or read-only).
+    #[error("{path}: {error}{}", advice(error))]
     Io {
         /// The file.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, not chained, so it is printed once).
+        error: std::io::Error,
     },
     /// Not a checkpoint, damaged, of a newer format, or of another architecture.
     #[error("{path}: {why}")]
@@ -65,6 +80,13 @@ pub enum CheckpointError {
         /// What is wrong.
         why: String,
     },
+}
+
+/// `; what to change` for errors a user can fix (full disk…), else nothing.
+fn advice(e: &std::io::Error) -> String {
+    convnet_data::files::io_advice(e)
+        .map(|a| format!("; {a}"))
+        .unwrap_or_default()
 }
 
 fn invalid(path: &Path, why: impl Into<String>) -> CheckpointError {
@@ -101,17 +123,17 @@ pub fn save(
         out.extend_from_slice(&(section.len() as u64).to_le_bytes());
         out.extend_from_slice(section);
     }
-    convnet_data::files::write_atomic(path, &out).map_err(|source| CheckpointError::Io {
+    convnet_data::files::write_atomic(path, &out).map_err(|error| CheckpointError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
 /// Splits a checkpoint file into its metadata and raw sections.
 fn read_sections(path: &Path) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = std::fs::read(path).map_err(|error| CheckpointError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(invalid(
@@ -147,7 +169,46 @@ fn read_sections(path: &Path) -> Result<(CheckpointMeta, Vec<u8>, Vec<u8>), Chec
     let model = sections.pop().unwrap();
     let meta: CheckpointMeta = serde_json::from_slice(&sections[0])
         .map_err(|e| invalid(path, format!("damaged metadata: {e}")))?;
+    check_meta(&meta).map_err(|why| invalid(path, format!("damaged metadata: {why}")))?;
     Ok((meta, model, optim))
+}
+
+/// Largest class count and input side a checkpoint may claim: beyond these the metadata is
+/// damaged (and building the model would exhaust memory before the weights are checked).
+const MAX_CLASSES: usize = 1 << 20;
+const MAX_SIDE: usize = 1 << 14;
+
+/// Refuses metadata that cannot describe a real model: absurd sizes, a class list that does
+/// not match the model's outputs, preprocessing that does not match its input.
+fn check_meta(m: &CheckpointMeta) -> Result<(), String> {
+    let s = &m.model;
+    if s.num_classes == 0 || s.num_classes > MAX_CLASSES {
+        return Err(format!("{} classes", s.num_classes));
+    }
+    if s.in_channels == 0 || s.in_channels > 4 {
+        return Err(format!("{} input channels", s.in_channels));
+    }
+    if s.input_size.iter().any(|&x| x == 0 || x > MAX_SIDE) {
+        return Err(format!("input {}x{}", s.input_size[0], s.input_size[1]));
+    }
+    if m.classes.len() != s.num_classes {
+        return Err(format!(
+            "{} class names for a model with {} outputs",
+            m.classes.len(),
+            s.num_classes
+        ));
+    }
+    let p = &m.preprocess;
+    if p.channels != s.in_channels
+        || p.size != s.input_size
+        || p.mean.len() != p.channels
+        || p.std.len() != p.channels
+        || p.std.iter().any(|&x| !(x.is_finite() && x > 0.0))
+        || p.mean.iter().any(|x| !x.is_finite())
+    {
+        return Err("preprocessing does not match the model's input".into());
+    }
+    Ok(())
 }
 
 /// Reads only the metadata of a checkpoint.
@@ -227,6 +288,7 @@ mod tests {
             classes: (0..10).map(|i| i.to_string()).collect(),
             epoch: 3,
             best_accuracy: 0.9,
+            partial: None,
         }
     }
 
@@ -274,6 +336,7 @@ mod tests {
         let model = convnet_nn::build(&m.model, &device).unwrap();
         let mut other = meta("lenet5");
         other.model.input_size = [32, 32];
+        other.preprocess.size = [32, 32];
         save(&path, &other, &model, None).unwrap();
         let e = Checkpoint::load(&path, &device).err().unwrap().to_string();
         assert!(
@@ -286,6 +349,17 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let e = Checkpoint::load(&path, &device).err().unwrap().to_string();
         assert!(e.contains("truncated"), "{e}");
+
+        // Metadata that cannot describe a real model is refused before anything is built.
+        let mut absurd = meta("mnist-cnn");
+        absurd.model.num_classes = 1 << 40;
+        save(&path, &absurd, &model, None).unwrap();
+        let e = Checkpoint::load(&path, &device).err().unwrap().to_string();
+        assert!(
+            e.contains("damaged metadata") && e.contains("classes"),
+            "{e}"
+        );
+        save(&path, &m, &model, None).unwrap();
 
         let mut newer = bytes.clone();
         newer[8] = 99;
