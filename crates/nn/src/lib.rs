@@ -4,8 +4,10 @@
 //! `[N, C, H, W]` to class logits `[N, classes]`. [`Network`] is the one type the training,
 //! evaluation and prediction code handle; [`registry::MODELS`] lists what can be built by name.
 
+pub mod fast;
 pub mod layers;
 pub mod models;
+pub mod pretrained;
 pub mod registry;
 pub mod rf;
 pub mod spec;

@@ -9,17 +9,19 @@ use crate::config::{OptimizerConfig, OptimizerKind};
 
 /// The optimizer `cfg` describes.
 pub fn build(cfg: &OptimizerConfig) -> ModuleOptimizer {
-    let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
+    // Decoupled decay is applied by the trainer (`early::DecoupledDecay`), not the optimizer.
+    let decay = (cfg.weight_decay > 0.0 && !cfg.decoupled_decay())
+        .then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
     match cfg.kind {
         OptimizerKind::Sgd => SgdConfig::new()
             .with_momentum((cfg.momentum > 0.0).then_some(MomentumConfig {
                 momentum: cfg.momentum,
                 dampening: 0.0,
-                nesterov: false,
+                nesterov: cfg.nesterov,
             }))
             .with_weight_decay(decay)
             .init(),
-        OptimizerKind::Adam => AdamConfig::new()
+        OptimizerKind::Adam | OptimizerKind::Adamw => AdamConfig::new()
             .with_epsilon(1e-8)
             .with_weight_decay(decay)
             .init(),

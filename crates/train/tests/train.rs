@@ -49,6 +49,9 @@ fn config(data: &Path, model: &str, epochs: usize) -> TrainingConfig {
             class_map: None,
             val_split: 0.25,
             workers: 2,
+            augment: None,
+            per_class: None,
+            strict: false,
         },
         epochs,
         batch_size: 16,
@@ -57,12 +60,23 @@ fn config(data: &Path, model: &str, epochs: usize) -> TrainingConfig {
             lr: 2e-3,
             momentum: 0.0,
             weight_decay: 1e-4,
+            nesterov: false,
+            decoupled: false,
         },
         schedule: ScheduleConfig {
             step: Some(2),
             gamma: 0.5,
+            ..Default::default()
         },
         seed: 3,
+        nan: Default::default(),
+        label_smoothing: 0.0,
+        aux_weight: None,
+        clip_grad_norm: None,
+        accumulate: 1,
+        early_stopping: None,
+        ema: None,
+        transfer: None,
     }
 }
 
@@ -179,6 +193,8 @@ fn nan_loss_stops_with_a_message() {
         lr: 1e30,
         momentum: 0.0,
         weight_decay: 0.0,
+        nesterov: false,
+        decoupled: false,
     };
     let e = trainer(cfg, &tmp.path().join("run"))
         .run(false)
@@ -197,4 +213,60 @@ fn stop_flag_interrupts_and_says_how_to_resume() {
     t.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let e = t.run(false).unwrap_err();
     assert!(matches!(e, TrainError::Interrupted { epoch: 1, .. }), "{e}");
+}
+
+/// Ctrl-C inside an epoch saves `last.ckpt` at that batch; resuming continues the epoch at the
+/// next batch with the same figures so far, so the finished run equals an uninterrupted one.
+#[test]
+fn stopping_mid_epoch_saves_and_resumes_exactly() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synthetic_folder(&data, 24);
+    let small = |epochs| {
+        let mut c = config(&data, "small-cnn", epochs);
+        c.batch_size = 4;
+        c
+    };
+    let full = trainer(small(2), &tmp.path().join("full"))
+        .run(false)
+        .unwrap();
+    // Press "Ctrl-C" as soon as epoch 1 is saved, so that it lands in epoch 2 (retried: the
+    // timing is the operating system's).
+    let mut stopped_inside = None;
+    for k in 0..20 {
+        let run = tmp.path().join(format!("cut{k}"));
+        let t = trainer(small(2), &run);
+        let stop = t.stop.clone();
+        let last = run.join("last.ckpt");
+        let setter = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !last.exists() && t0.elapsed().as_secs() < 30 {
+                std::thread::sleep(std::time::Duration::from_micros(200 * (k + 1)));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500 * k));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let result = t.run(false);
+        setter.join().unwrap();
+        if let Err(TrainError::Interrupted { saved, .. }) = &result
+            && let Ok(meta) = convnet_train::checkpoint::read_meta(&run.join("last.ckpt"))
+            && let Some(p) = &meta.partial
+        {
+            assert!(
+                saved.contains(&format!("after batch {}", p.batches)),
+                "{saved}"
+            );
+            stopped_inside = Some(run);
+            break;
+        }
+    }
+    let run = stopped_inside.expect("one of the stops landed inside an epoch");
+    let resumed = trainer(small(2), &run).run(true).unwrap();
+    assert_eq!(resumed.history.rows.len(), 2);
+    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.train_acc - b.train_acc).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
 }

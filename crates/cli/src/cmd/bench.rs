@@ -63,6 +63,8 @@ pub fn run(a: Args) -> Result<()> {
             lr: 1e-3,
             momentum: 0.0,
             weight_decay: 0.0,
+            nesterov: false,
+            decoupled: false,
         });
         let loss_fn = CrossEntropyLossConfig::new().init(&train);
         let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, &train);

@@ -1,13 +1,20 @@
 //! One module per subcommand: argument definitions, then a `run` that wires the libraries.
 
+pub mod augment;
+pub mod baseline;
 pub mod bench;
 pub mod calc;
+pub mod compare;
 pub mod data;
 pub mod eval;
+pub mod features;
 pub mod models;
 pub mod predict;
+pub mod recipes;
+pub mod serve;
 pub mod summary;
 pub mod train;
+pub mod train_head;
 
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use convnet_data::{Preprocess, Source};
 use convnet_nn::ModelSpec;
-use convnet_train::config::{DataConfig, OptimizerConfig, OptimizerKind, ScheduleConfig};
+use convnet_train::config::{
+    DataConfig, NanPolicy, OptimizerConfig, OptimizerKind, ScheduleConfig,
+};
 use convnet_train::trainer::read_config;
 use convnet_train::{RunPaths, Trainer, TrainingConfig};
 
@@ -21,11 +23,38 @@ pub enum Optimizer {
     Adam,
     /// RMSprop.
     Rmsprop,
+    /// AdamW: Adam with decoupled weight decay (--weight-decay, e.g. 0.05).
+    Adamw,
+}
+
+/// `--nan` on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NanArg {
+    /// Stop the run.
+    Stop,
+    /// Skip the batch's update.
+    SkipBatch,
+}
+
+impl From<NanArg> for NanPolicy {
+    fn from(a: NanArg) -> Self {
+        match a {
+            NanArg::Stop => NanPolicy::Stop,
+            NanArg::SkipBatch => NanPolicy::SkipBatch,
+        }
+    }
 }
 
 /// Options of `convnet train`; every one has a default, so no argument is needed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Start from a built-in recipe (see `convnet recipes`); flags given here override it.
+    #[arg(long, value_name = "NAME")]
+    pub recipe: Option<String>,
+    /// Start from a TOML file of these options (`epochs = 10`, `schedule = "cosine"`, …);
+    /// flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Model to train (see `convnet models`).
     #[arg(long, default_value = "small-cnn")]
     pub model: String,
@@ -50,9 +79,68 @@ pub struct Args {
     /// Momentum for SGD and RMSprop [default: 0.9 for sgd, 0 for rmsprop].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// L2 weight decay.
+    /// Weight decay: L2 in the gradient (sgd, adam, rmsprop) or decoupled (adamw,
+    /// --decoupled-wd), the latter on weights only, not biases or norm layers.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Decoupled weight decay for any optimizer (SGDW-style).
+    #[arg(long)]
+    pub decoupled_wd: bool,
+    /// Nesterov momentum (sgd).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Learning-rate schedule: step, multi-step, exponential, cosine (with --warmup-epochs),
+    /// one-cycle or plateau (on the validation loss).
+    #[arg(long, default_value = "step")]
+    pub schedule: convnet_train::config::ScheduleKind,
+    /// multi-step: epochs at which the rate is multiplied by --lr-gamma, e.g. 30,80.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<usize>,
+    /// cosine: epochs of linear warm-up (fractions allowed).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// cosine: final learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// plateau: epochs without improvement before the rate is cut by --lr-gamma.
+    #[arg(long, default_value_t = 10)]
+    pub plateau_patience: usize,
+    /// Label smoothing ε (Inception v3 uses 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Weight of auxiliary classifier losses (googlenet, inception_v3) [default: the paper's
+    /// 0.3 / 0.4]; 0 turns them off.
+    #[arg(long)]
+    pub aux_weight: Option<f64>,
+    /// Clip gradients to this global L2 norm.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// Sum gradients over this many batches per optimizer step (effective batch = N x
+    /// --batch-size).
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    /// Stop after this many epochs without improvement of the validation accuracy (or loss,
+    /// with --monitor val-loss) by more than --min-delta.
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    /// Early stopping: the smallest change that counts as an improvement.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+    /// Early stopping: val-acc or val-loss.
+    #[arg(long, default_value = "val-acc")]
+    pub monitor: String,
+    /// Instead of training: the learning-rate range test (1e-7 to 10 over --lr-find-steps batches,
+    /// stopping when the loss blows up); plots it to lr_find.png (in --out, else here) and
+    /// prints the rate of steepest descent.
+    #[arg(long)]
+    pub lr_find: bool,
+    /// Batches of the range test (fastai's `num_it`).
+    #[arg(long, default_value_t = 300)]
+    pub lr_find_steps: usize,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999),
+    /// evaluated each epoch and saved as ema.ckpt.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
     /// Multiply the learning rate by --lr-gamma every this many epochs; 0 keeps it constant
     /// [default: one decay, after 3/4 of the epochs].
     #[arg(long)]
@@ -87,6 +175,83 @@ pub struct Args {
     /// Image decoding threads [default: one per core].
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// Training augmentation: a spec (`hflip,shift=0.1,rotate=15`) or a preset
+    /// (`imagenet-train`, `keras-seed001`, …); `convnet augment` previews it.
+    #[arg(long)]
+    pub augment: Option<String>,
+    /// Keep at most N training images per class (a seeded, class-balanced subset; e.g.
+    /// seed 001's 1000 cats + 1000 dogs).
+    #[arg(long, value_name = "N")]
+    pub per_class: Option<usize>,
+    /// Stop at the first unreadable image instead of skipping it with a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// On a NaN/Inf loss: `stop` (naming the step and the last good checkpoint) or
+    /// `skip-batch` (skip that update; stops after 10 such batches in a row) [default: stop;
+    /// with --resume, the run's own setting].
+    #[arg(long, value_enum)]
+    pub nan: Option<NanArg>,
+    /// Start from pretrained weights: a registered name (`resnet18.tv_in1k`, see `convnet
+    /// pretrained`; downloaded once, SHA-256 checked), a torchvision .pth, a safetensors file,
+    /// or a convnet checkpoint / run folder. The head is replaced for the data's classes.
+    #[arg(long, value_name = "WEIGHTS")]
+    pub pretrained: Option<String>,
+    /// With --pretrained: every tensor outside the head must load (false: load what fits).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub strict_weights: bool,
+    /// With --pretrained: keep the pretrained classifier (the data must have its classes).
+    #[arg(long)]
+    pub keep_head: bool,
+    /// Freeze: none, backbone (all but the classifier) or until=LAYER (the layers before
+    /// LAYER, named as in `convnet summary`, e.g. until=Conv2d-11).
+    #[arg(long, default_value = "none", value_name = "WHAT")]
+    pub freeze: String,
+    /// Unfreeze everything from this epoch on (1-based; two-phase fine-tuning).
+    #[arg(long, value_name = "EPOCH")]
+    pub unfreeze_at: Option<usize>,
+    /// Backbone learning rate = X × --lr (the classifier keeps --lr), e.g. 0.1.
+    #[arg(long, value_name = "X")]
+    pub backbone_lr_mult: Option<f64>,
+}
+
+/// The transfer-learning settings of the arguments (`None` when none is used).
+fn transfer_from(a: &Args) -> Result<Option<convnet_train::transfer::TransferConfig>> {
+    let freeze: convnet_train::transfer::Freeze =
+        a.freeze.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    if let Some(m) = a.backbone_lr_mult
+        && !(m.is_finite() && m >= 0.0)
+    {
+        bail!("--backbone-lr-mult must be a number >= 0");
+    }
+    if let Some(p) = &a.pretrained
+        && let Some(e) = convnet_nn::pretrained::find_pretrained(p)
+        && !convnet_train::transfer::fits(e, &a.model)
+    {
+        bail!(
+            "--pretrained {p}: these are {} weights; use --model {}",
+            e.model,
+            e.model
+        );
+    }
+    if a.unfreeze_at.is_some() && freeze == convnet_train::transfer::Freeze::None {
+        bail!("--unfreeze-at needs --freeze backbone or --freeze until=LAYER");
+    }
+    if a.unfreeze_at == Some(0) {
+        bail!("--unfreeze-at is a 1-based epoch: use 1 or more");
+    }
+    let used = a.pretrained.is_some()
+        || freeze != convnet_train::transfer::Freeze::None
+        || a.unfreeze_at.is_some()
+        || a.backbone_lr_mult.is_some()
+        || a.keep_head;
+    Ok(used.then(|| convnet_train::transfer::TransferConfig {
+        pretrained: a.pretrained.clone(),
+        strict: a.strict_weights,
+        keep_head: a.keep_head,
+        freeze,
+        unfreeze_at: a.unfreeze_at,
+        backbone_lr_mult: a.backbone_lr_mult,
+    }))
 }
 
 pub fn parse_size(s: &str) -> Result<[usize; 2]> {
@@ -117,6 +282,13 @@ fn fresh_run_dir(base: &str) -> PathBuf {
     dir
 }
 
+impl Args {
+    /// The optimizer's name, for messages.
+    fn optimizer_name(&self) -> String {
+        format!("{:?}", self.optimizer).to_lowercase()
+    }
+}
+
 /// Resolves the arguments into a full configuration.
 fn config_from(a: &Args) -> Result<TrainingConfig> {
     let entry = convnet_nn::find(&a.model)?;
@@ -130,7 +302,15 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
         Some(s) => parse_size(s)?,
         None => [entry.input[1], entry.input[2]],
     };
-    let (mean, std) = source.stats(channels);
+    let (mut mean, mut std) = source.stats(channels);
+    // Pretrained weights come with their own normalisation (ImageNet's, or a checkpoint's).
+    if let Some(p) = &a.pretrained
+        && let Some((m, s, input)) =
+            convnet_train::transfer::Pretrained::resolve(p)?.preprocessing()?
+        && input[0] == channels
+    {
+        (mean, std) = (m, s);
+    }
     let (kind, lr, momentum) = match a.optimizer {
         Optimizer::Sgd => (
             OptimizerKind::Sgd,
@@ -147,6 +327,32 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
             a.lr.unwrap_or(1e-3),
             a.momentum.unwrap_or(0.0),
         ),
+        Optimizer::Adamw => (
+            OptimizerKind::Adamw,
+            a.lr.unwrap_or(1e-3),
+            a.momentum.unwrap_or(0.0),
+        ),
+    };
+    if !(0.0..1.0).contains(&a.label_smoothing) {
+        bail!("--label-smoothing must be in [0, 1)");
+    }
+    if a.accumulate == 0 {
+        bail!("--accumulate must be at least 1");
+    }
+    if let Some(d) = a.ema
+        && !(0.0..1.0).contains(&d)
+    {
+        bail!("--ema must be a decay in [0, 1), e.g. 0.999");
+    }
+    if let Some(c) = a.clip_grad_norm
+        && (c.is_nan() || c <= 0.0)
+    {
+        bail!("--clip-grad-norm must be positive");
+    }
+    let monitor = match a.monitor.as_str() {
+        "val-acc" => convnet_train::early::Monitor::ValAcc,
+        "val-loss" => convnet_train::early::Monitor::ValLoss,
+        other => bail!("--monitor '{other}': use val-acc or val-loss"),
     };
     if !(lr.is_finite() && lr > 0.0) {
         bail!("--lr must be a positive number");
@@ -179,6 +385,12 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
             class_map: a.class_map.clone(),
             val_split: a.val_split,
             workers: a.workers,
+            augment: match &a.augment {
+                Some(spec) => Some(convnet_data::Augment::parse(spec)?.spec().to_string()),
+                None => None,
+            },
+            per_class: a.per_class,
+            strict: a.strict,
         },
         epochs,
         batch_size: a.batch_size,
@@ -187,12 +399,34 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
             lr,
             momentum,
             weight_decay: a.weight_decay,
+            nesterov: a.nesterov,
+            decoupled: a.decoupled_wd,
         },
         schedule: ScheduleConfig {
+            kind: a.schedule,
             step: default_step(a.lr_step, epochs),
             gamma: a.lr_gamma,
+            milestones: a.milestones.clone(),
+            warmup_epochs: a.warmup_epochs,
+            min_lr: a.min_lr,
+            patience: a.plateau_patience,
+            ..Default::default()
         },
         seed: a.seed,
+        nan: a.nan.map(NanPolicy::from).unwrap_or_default(),
+        label_smoothing: a.label_smoothing,
+        aux_weight: a.aux_weight,
+        clip_grad_norm: a.clip_grad_norm,
+        accumulate: a.accumulate,
+        early_stopping: a
+            .early_stopping
+            .map(|patience| convnet_train::early::EarlyStopping {
+                patience,
+                min_delta: a.min_delta,
+                monitor,
+            }),
+        ema: a.ema,
+        transfer: transfer_from(a)?,
     })
 }
 
@@ -213,11 +447,41 @@ fn default_step(step: Option<usize>, epochs: usize) -> Option<usize> {
 pub fn run(a: Args) -> Result<()> {
     crate::device::set_threads(a.threads);
     let device = crate::device::parse(&a.device)?;
+    if a.lr_find {
+        let config = config_from(&a)?;
+        let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        let plot = dir.join("lr_find.png");
+        println!(
+            "learning-rate range test: {} on {}, {} optimizer, batch {}",
+            config.model.name,
+            config.data.source,
+            a.optimizer_name(),
+            config.batch_size
+        );
+        let found = convnet_train::lr_find::lr_find(
+            &config,
+            &device,
+            (1e-7, 10.0, a.lr_find_steps),
+            &plot,
+        )?;
+        let (last_lr, _) = found.points.last().copied().unwrap_or_default();
+        println!(
+            "{} batches, up to lr {last_lr:.1e}; steepest descent at lr {:.1e} (a good --lr is at or a little below it); plot: {}",
+            found.points.len(),
+            found.suggestion,
+            plot.display()
+        );
+        return Ok(());
+    }
     let (config, dir, resume) = match &a.resume {
         Some(dir) => {
             let mut c = read_config(dir)?;
             if let Some(e) = a.epochs {
                 c.epochs = e;
+            }
+            if let Some(n) = a.nan {
+                c.nan = n.into();
             }
             (c, dir.clone(), true)
         }
@@ -249,7 +513,7 @@ pub fn run(a: Args) -> Result<()> {
         });
     }
     println!(
-        "training {} on {} ({} classes, input {}x{}x{}) for {} epochs; run folder: {}",
+        "training {} on {} ({} classes, input {}x{}x{}) for {} epochs, seed {} (the same seed gives the same run); run folder: {}",
         config.model.name,
         config.data.source,
         config.model.num_classes,
@@ -257,6 +521,7 @@ pub fn run(a: Args) -> Result<()> {
         config.model.input_size[0],
         config.model.input_size[1],
         config.epochs,
+        config.seed,
         dir.display()
     );
     let trainer = Trainer {
@@ -272,6 +537,16 @@ pub fn run(a: Args) -> Result<()> {
         100.0 * outcome.best_accuracy,
         dir.display()
     );
+    // Test-set evaluation and report.html (a failure here does not undo the training).
+    match super::eval::after_training(&dir, &a.device) {
+        Ok(e) => println!(
+            "test top-1 {:.2}% (top-5 {:.2}%); report: {}",
+            100.0 * e.metrics.accuracy(),
+            100.0 * e.metrics.top5(),
+            e.out.join("report.html").display()
+        ),
+        Err(e) => eprintln!("warning: no test evaluation or report.html: {e:#}"),
+    }
     println!(
         "next: convnet eval {0}   |   convnet predict {0} IMAGE…",
         dir.display()

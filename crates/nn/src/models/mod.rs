@@ -93,6 +93,31 @@ impl Network {
         each!(self, m => m.forward(x))
     }
 
+    /// Training forward pass: the main logits and the auxiliary classifiers' logits of the
+    /// models that have them (GoogLeNet: two, weighted 0.3 in the paper; Inception v3: one,
+    /// weighted 0.4 by torchvision's recipe); no auxiliary logits for the others.
+    pub fn forward_with_aux(&self, x: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
+        match self {
+            Network::GoogLeNet(m) => {
+                let (y, a1, a2) = m.forward_with_aux(x);
+                (y, a1.into_iter().chain(a2).collect())
+            }
+            Network::InceptionV3(m) => {
+                let (y, a) = m.forward_with_aux(x);
+                (y, a.into_iter().collect())
+            }
+            other => (other.forward(x), Vec::new()),
+        }
+    }
+
+    /// The paper's weight of the auxiliary losses of [`Self::forward_with_aux`].
+    pub fn aux_loss_weight(&self) -> f64 {
+        match self {
+            Network::InceptionV3(_) => 0.4,
+            _ => 0.3,
+        }
+    }
+
     /// The convolutional base without the classifier (Keras' `include_top=False`): the last
     /// feature map before global pooling or flattening.
     ///

@@ -1,0 +1,388 @@
+//! Faster formulations of hot layers, reached through [`crate::trace::Layer::run`] so that
+//! every model of the zoo uses them (issue 10; figures in `bench/RESULTS.md`).
+//!
+//! - [`conv2d`], training: Burn's `flex` backend differentiates a convolution's weight as
+//!   another convolution with batch and channels swapped, whose "kernel" is the whole output
+//!   map (small-cnn's first layer: one 64x28x28 kernel, 9 output pixels, a gemm with N = 9 and
+//!   no batch parallelism). For first layers the convolution is written as im2col (shifted
+//!   slices, stacked) and one batched matmul, so its backward is `grad @ col^T` per sample.
+//! - [`max_pool2d`] and [`batch_norm`], inference: fewer passes over the activation.
+//! - [`keep_freed_memory`]: stops glibc from unmapping every freed tensor.
+//!
+//! Each returns `None` where it does not apply, and the caller runs Burn's layer;
+//! `CONVNET_FAST=0` in the environment turns the layer formulations off (to compare).
+
+use std::sync::OnceLock;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::tensor::Tensor;
+
+/// Most rows (`C_in * kh * kw`) of the im2col matrix the matmul formulation builds. It wins
+/// where Burn's weight gradient is worst, few input channels (first layers: 9 and 25 rows in
+/// small-cnn and mnist-cnn, 10x and 1.5x faster backward); at 288 and 400 rows (their second
+/// layers) stacking the shifted copies costs more than it saves.
+const MAX_COL_ROWS: usize = 32;
+
+/// Largest im2col matrix (elements) the matmul formulation builds; bigger convolutions keep
+/// Burn's tiled kernel, which never materialises the whole matrix.
+const MAX_COL_ELEMENTS: usize = 32 << 20;
+
+/// `conv.forward(x)` as im2col + matmul where that is faster and applicable: training (an
+/// autodiff input), groups 1, stride 1, dilation 1, explicit or no padding, and an im2col
+/// matrix of at most 32 rows (`C_in * kh * kw`) and 32 Mi elements. Otherwise `None`,
+/// and the caller uses Burn's own. Same outputs and gradients up to float rounding.
+///
+/// # Shapes
+/// `[N, C, H, W]` → `[N, C_out, H', W']`
+pub fn conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let plain = conv.groups == 1 && conv.stride == [1, 1] && conv.dilation == [1, 1];
+    if !fast_enabled() || !x.is_autodiff() || !plain {
+        return None;
+    }
+    let (top, left, bottom, right) = match conv.padding {
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+        PaddingConfig2d::Same => return None,
+    };
+    let [n, c, h, w] = x.dims();
+    let [_, c_w, kh, kw] = conv.weight.dims();
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    if c_w != c || hp < kh || wp < kw {
+        return None;
+    }
+    let (ho, wo) = (hp - kh + 1, wp - kw + 1);
+    let ck = c * kh * kw;
+    if ck > MAX_COL_ROWS || n * ck * ho * wo > MAX_COL_ELEMENTS {
+        return None;
+    }
+    Some(conv2d_im2col(conv, x, [top, left, bottom, right]))
+}
+
+/// The im2col + matmul formulation itself, for any `C_in * kh * kw` (stride 1, dilation 1,
+/// groups 1, `padding` as top, left, bottom, right; checked by [`conv2d`]).
+fn conv2d_im2col(
+    conv: &Conv2d,
+    x: &Tensor<4>,
+    [top, left, bottom, right]: [usize; 4],
+) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let [c_out, _, kh, kw] = conv.weight.dims();
+    let (ho, wo) = (h + top + bottom + 1 - kh, w + left + right + 1 - kw);
+    let ck = c * kh * kw;
+    let col = if kh == 1 && kw == 1 && top + left + bottom + right == 0 {
+        x.clone().reshape([n, c, h * w])
+    } else {
+        let xp = if top + left + bottom + right > 0 {
+            x.clone().pad(
+                [(top, bottom), (left, right)],
+                burn::tensor::ops::PadMode::Constant(0.0),
+            )
+        } else {
+            x.clone()
+        };
+        let shifted: Vec<Tensor<4>> = (0..kh)
+            .flat_map(|i| (0..kw).map(move |j| (i, j)))
+            .map(|(i, j)| xp.clone().slice([0..n, 0..c, i..i + ho, j..j + wo]))
+            .collect();
+        // [N, C, kh*kw, H', W'] → rows ordered like the weight's (c, i, j).
+        Tensor::stack::<5>(shifted, 2).reshape([n, ck, ho * wo])
+    };
+    let weight = conv.weight.val().reshape([1, c_out, ck]);
+    let y = weight.matmul(col).reshape([n, c_out, ho, wo]);
+    match &conv.bias {
+        Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
+        None => y,
+    }
+}
+
+/// `pool.forward(x)` in inference for non-overlapping windows (kernel = stride, no padding, no
+/// dilation) as a reshape and two `max_dim`s: Burn's `flex` max pool does several integer
+/// divisions per output element to clip each window (small-cnn's first pool: 14 ms against 8
+/// ms). Input rows and columns beyond the last whole window are dropped, as in floor mode.
+/// Training keeps Burn's pool, whose backward is far cheaper than `max_dim`'s scatter (4.6
+/// against 44 ms). Otherwise `None`.
+///
+/// # Shapes
+/// `[N, C, H, W]` → `[N, C, H / k, W / k]`
+pub fn max_pool2d(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let [kh, kw] = pool.kernel_size;
+    let zero_pad = matches!(
+        pool.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    if !fast_enabled() || pool.stride != pool.kernel_size || pool.dilation != [1, 1] || !zero_pad {
+        return None;
+    }
+    if x.is_autodiff() {
+        return None;
+    }
+    let [n, c, h, w] = x.dims();
+    let (ho, wo) = (h / kh, w / kw);
+    let exact = ho * kh == h && wo * kw == w;
+    if ho == 0 || wo == 0 || (pool.ceil_mode && !exact) || (kh == 1 && kw == 1) {
+        return None;
+    }
+    let x = match exact {
+        true => x.clone(),
+        false => x.clone().slice([0..n, 0..c, 0..ho * kh, 0..wo * kw]),
+    };
+    let y = x
+        .reshape([n, c, ho, kh, wo, kw])
+        .max_dim(5)
+        .max_dim(3)
+        .reshape([n, c, ho, wo]);
+    Some(y)
+}
+
+/// `bn.forward(x)` in inference as one scale and one shift per channel, `x * s + t` with
+/// `s = gamma / sqrt(var + eps)` and `t = beta - mean * s` computed on the `[C]` vectors: two
+/// passes over the activation instead of Burn's four (subtract, divide, multiply, add).
+/// Training (an autodiff input) returns `None` and keeps Burn's fused batch-statistics op.
+///
+/// # Shapes
+/// `[N, C, …]` → `[N, C, …]`
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tensor<D>> {
+    if !fast_enabled() || x.is_autodiff() || D < 2 {
+        return None;
+    }
+    let device = x.device();
+    let [c] = bn.gamma.dims();
+    if x.dims()[1] != c {
+        return None;
+    }
+    let mean = bn.running_mean.value().to_device(&device);
+    let var = bn.running_var.value().to_device(&device);
+    let scale = bn.gamma.val().div(var.add_scalar(bn.epsilon).sqrt());
+    let shift = bn.beta.val().sub(mean.mul(scale.clone()));
+    let mut dims = [1usize; D];
+    dims[1] = c;
+    Some(x.clone().mul(scale.reshape(dims)).add(shift.reshape(dims)))
+}
+
+fn fast_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("CONVNET_FAST").map_or(true, |v| v != "0"))
+}
+
+/// Keeps freed memory in the process instead of returning it to the kernel after every large
+/// tensor: glibc serves allocations above 128 KiB with `mmap` by default and unmaps them on
+/// free, so each training step page-faulted its activations afresh (about 300,000 faults and a
+/// fifth of the CPU time per small-cnn bench). Raising the mmap threshold to 32 MiB and the trim
+/// threshold to 256 MiB reuses them. No-op on other C libraries.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        // SAFETY: mallopt only changes glibc's allocator parameters; any value is accepted or
+        // refused (returning 0) without touching existing allocations.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use burn::module::Module;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d};
+    use burn::tensor::{Device, Distribution, Tensor, activation};
+
+    /// Fastest of `reps` runs of `f`, in ms (the machine is shared: the minimum is the
+    /// least disturbed figure).
+    fn time<R>(reps: usize, mut f: impl FnMut() -> R) -> f64 {
+        let _ = f();
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Forward and forward+backward time of one op at the given input shape, in ms; `grad_x`
+    /// false leaves the input constant (only parameter gradients).
+    fn fwd_bwd(
+        name: &str,
+        d: &Device,
+        shape: [usize; 4],
+        grad_x: bool,
+        op: &dyn Fn(Tensor<4>) -> Tensor<4>,
+    ) {
+        let x = Tensor::<4>::random(shape, Distribution::Default, d);
+        let input = || match grad_x {
+            true => x.clone().require_grad(),
+            false => x.clone(),
+        };
+        let reps = 15;
+        let f = time(reps, || op(input()).sum().into_data());
+        let fb = time(reps, || {
+            let x = input();
+            let g = op(x.clone()).sum().backward();
+            x.grad(&g).map(|g| g.sum().into_data())
+        });
+        println!("{name:<28} fwd {f:7.2} ms  bwd {:7.2} ms", fb - f);
+    }
+
+    fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// The matmul formulation gives Burn's outputs and gradients (input, weight, bias) up to
+    /// float rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels.
+    #[test]
+    fn conv2d_matches_burn_forward_and_gradients() {
+        let d = Device::flex().autodiff();
+        d.seed(7);
+        for (ci, co, k, pad, bias) in [
+            (1, 8, [3, 3], (1, 1, 1, 1), false),
+            (1, 5, [5, 5], (2, 2, 2, 2), true),
+            (4, 6, [1, 1], (0, 0, 0, 0), true),
+            (2, 3, [2, 3], (0, 1, 1, 0), false),
+        ] {
+            let conv = Conv2dConfig::new([ci, co], k)
+                .with_padding(PaddingConfig2d::Explicit(pad.0, pad.1, pad.2, pad.3))
+                .with_bias(bias)
+                .init(&d);
+            let x = Tensor::<4>::random([3, ci, 9, 7], Distribution::Default, &d).require_grad();
+            let r = Tensor::<4>::random([3, co, 1, 1], Distribution::Default, &d);
+            let fast = super::conv2d(&conv, &x).expect("applicable");
+            let slow = conv.forward(x.clone());
+            assert_eq!(fast.dims(), slow.dims());
+            assert!(max_diff(fast.clone(), slow.clone()) < 1e-5);
+            let gf = (fast * r.clone()).sum().backward();
+            let gs = (slow * r).sum().backward();
+            let dx = max_diff(x.grad(&gf).unwrap(), x.grad(&gs).unwrap());
+            let w = conv.weight.val();
+            let dw = max_diff(w.grad(&gf).unwrap(), w.grad(&gs).unwrap());
+            assert!(dx < 1e-5 && dw < 1e-4, "dx {dx} dw {dw}");
+            if let Some(b) = &conv.bias {
+                let b = b.val();
+                let db = (b.grad(&gf).unwrap() - b.grad(&gs).unwrap()).abs().max();
+                assert!(db.into_scalar::<f32>() < 1e-4);
+            }
+        }
+        // Pooling (inference): same values, floor mode crops; training keeps Burn's.
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let cpu = Device::flex();
+        for shape in [[2, 3, 8, 6], [2, 3, 9, 7]] {
+            let x = Tensor::<4>::random(shape, Distribution::Default, &cpu);
+            let fast = super::max_pool2d(&pool, &x).expect("applicable");
+            assert_eq!(max_diff(fast, pool.forward(x.clone())), 0.0);
+            assert!(super::max_pool2d(&pool, &x.autodiff()).is_none());
+        }
+        let overlapping = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init();
+        assert!(super::max_pool2d(&overlapping, &Tensor::zeros([1, 1, 6, 6], &cpu)).is_none());
+        // Batch norm (inference): folded scale and shift, Burn's up to rounding.
+        let mut bn = BatchNormConfig::new(3).init(&cpu);
+        let stats =
+            |seed| Tensor::<1>::random([3], Distribution::Uniform(0.5, 2.0), &cpu).add_scalar(seed);
+        bn.running_mean = burn::module::RunningState::new(stats(-1.0));
+        bn.running_var = burn::module::RunningState::new(stats(0.0));
+        bn.gamma = burn::module::Param::from_tensor(stats(0.0));
+        bn.beta = burn::module::Param::from_tensor(stats(-1.0));
+        let x = Tensor::<4>::random([2, 3, 5, 4], Distribution::Default, &cpu);
+        let fast = super::batch_norm(&bn, &x).expect("applicable");
+        assert!(max_diff(fast, bn.forward(x.clone())) < 1e-5);
+        assert!(super::batch_norm(&bn, &x.autodiff()).is_none());
+        // Inference keeps Burn's kernel; unsupported options fall back.
+        let conv = Conv2dConfig::new([1, 2], [3, 3]).init(&d);
+        let x = Tensor::<4>::zeros([1, 1, 5, 5], &Device::flex());
+        assert!(super::conv2d(&conv.valid(), &x).is_none());
+        let strided = Conv2dConfig::new([1, 2], [3, 3])
+            .with_stride([2, 2])
+            .init(&d);
+        assert!(super::conv2d(&strided, &x.clone().autodiff()).is_none());
+    }
+
+    /// Per-op times at small-cnn and mnist-cnn shapes (batch 64):
+    /// `cargo test --release -p convnet-nn fast::tests::profile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn profile() {
+        let d = Device::flex().autodiff();
+        let conv = |ci, co, k, p, bias| {
+            Conv2dConfig::new([ci, co], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(bias)
+                .init(&d)
+        };
+        let c1 = conv(1, 32, 3, 1, false);
+        let c2 = conv(32, 64, 3, 1, false);
+        let m1 = conv(1, 16, 5, 2, true);
+        let m2 = conv(16, 32, 5, 2, true);
+        let bn1 = BatchNormConfig::new(32).init(&d);
+        let bn2 = BatchNormConfig::new(64).init(&d);
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let fc = LinearConfig::new(3136, 128).init(&d);
+        fwd_bwd("small bn1 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
+            bn1.forward(x)
+        });
+        fwd_bwd("small relu 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
+            activation::relu(x)
+        });
+        fwd_bwd("small pool 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
+            pool.forward(x)
+        });
+        let x = Tensor::<4>::random([64, 32, 28, 28], Distribution::Default, &Device::flex());
+        let burn = time(15, || pool.forward(x.clone()).into_data());
+        let fast = time(15, || super::max_pool2d(&pool, &x).unwrap().into_data());
+        println!("  inference: Burn {burn:.2} ms, reshape + max_dim {fast:.2} ms");
+        fwd_bwd("small bn2 64x14x14", &d, [64, 64, 14, 14], true, &|x| {
+            bn2.forward(x)
+        });
+        fwd_bwd("small relu 64x14x14", &d, [64, 64, 14, 14], true, &|x| {
+            activation::relu(x)
+        });
+        fwd_bwd("small pool 64x14x14", &d, [64, 64, 14, 14], true, &|x| {
+            pool.forward(x)
+        });
+        fwd_bwd("small fc1 3136->128", &d, [64, 1, 1, 3136], true, &|x| {
+            fc.forward(x)
+        });
+        for (name, c, shape) in [
+            ("small conv1 1->32 3x3", &c1, [64, 1, 28, 28]),
+            ("small conv2 32->64 3x3", &c2, [64, 32, 14, 14]),
+            ("mnist conv1 1->16 5x5", &m1, [64, 1, 28, 28]),
+            ("mnist conv2 16->32 5x5", &m2, [64, 16, 14, 14]),
+        ] {
+            fwd_bwd(name, &d, shape, true, &|x| c.forward(x));
+            fwd_bwd("  weight grad only", &d, shape, false, &|x| c.forward(x));
+            let frozen = c.clone().no_grad();
+            fwd_bwd("  input grad only", &d, shape, true, &|x| frozen.forward(x));
+            let pad = match c.padding {
+                PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
+                _ => [0; 4],
+            };
+            fwd_bwd("  as im2col + matmul", &d, shape, true, &|x| {
+                super::conv2d_im2col(c, &x, pad)
+            });
+        }
+        for name in ["small-cnn", "mnist-cnn"] {
+            let spec = crate::ModelSpec::new(name, [1, 28, 28], 10);
+            let model = crate::build(&spec, &d).unwrap();
+            let x = Tensor::<4>::random([64, 1, 28, 28], Distribution::Default, &d);
+            let f = time(10, || model.forward(x.clone()).sum().into_data());
+            let fb = time(10, || {
+                let g = model.forward(x.clone()).sum().backward();
+                let _ = model.num_params();
+                g
+            });
+            println!(
+                "{name:<28} fwd {f:7.2} ms  bwd {:7.2} ms (whole model)",
+                fb - f
+            );
+        }
+    }
+}
