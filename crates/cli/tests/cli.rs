@@ -470,8 +470,14 @@ fn eval_report_tensorboard_tta_grid_compare_baselines() {
     assert!((acc("ensemble of 2 ten-crop") - v["top1"].as_f64().unwrap()).abs() < 1e-9);
     // Ten-crop of a 2-epoch model is weak (its training never saw crops or flips): ask only
     // for better than chance (macro F1 0.1 for 10 classes) and a valid calibration error.
-    let (ece, f1) = (v["ece"].as_f64().unwrap(), v["macro"]["f1"].as_f64().unwrap());
-    assert!((0.0..=1.0).contains(&ece) && f1 > 0.15, "ECE {ece}, macro F1 {f1}");
+    let (ece, f1) = (
+        v["ece"].as_f64().unwrap(),
+        v["macro"]["f1"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.0..=1.0).contains(&ece) && f1 > 0.15,
+        "ECE {ece}, macro F1 {f1}"
+    );
     for f in ["eval.json", "confusion.png", "samples.png", "report.html"] {
         assert!(d.join("ens").join(f).exists(), "{f}");
     }
