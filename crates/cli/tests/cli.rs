@@ -36,6 +36,21 @@ fn assert_clean_error(o: &Output, needles: &[&str]) {
     }
 }
 
+/// Exports `per_class` Fashion-MNIST test images per class as a PNG class folder `d/out`.
+fn export_fashion_test(d: &Path, per_class: usize, out: &str) {
+    let n = per_class.to_string();
+    let args = [
+        "data",
+        "export",
+        "--data",
+        "fashion-mnist",
+        "--split",
+        "test",
+    ];
+    let o = convnet(&[&args[..], &["--per-class", &n, "--out", out]].concat(), d);
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
 fn fashion_installed() -> bool {
     let ok = Path::new("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists();
     if !ok {
@@ -91,22 +106,7 @@ fn image_folder_train_eval_predict() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let o = convnet(
-        &[
-            "data",
-            "export",
-            "--data",
-            "fashion-mnist",
-            "--split",
-            "test",
-            "--per-class",
-            "80",
-            "--out",
-            "imgs",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    export_fashion_test(d, 80, "imgs");
     let o = convnet(
         &[
             "train",
@@ -308,18 +308,7 @@ fn eval_report_tensorboard_tta_grid_compare_baselines() {
         assert!(o.status.success(), "{args:?}\n{out}\n{err}");
         out
     };
-    ok(&[
-        "data",
-        "export",
-        "--data",
-        "fashion-mnist",
-        "--split",
-        "test",
-        "--per-class",
-        "30",
-        "--out",
-        "imgs",
-    ]);
+    export_fashion_test(d, 30, "imgs");
     let out = ok(&[
         "train",
         "--model",
@@ -802,22 +791,7 @@ fn transfer_pretrain_freeze_unfreeze_features_and_head() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let o = convnet(
-        &[
-            "data",
-            "export",
-            "--data",
-            "fashion-mnist",
-            "--split",
-            "test",
-            "--per-class",
-            "30",
-            "--out",
-            "all",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    export_fashion_test(d, 30, "all");
     // Classes 0-4 to pretrain on, 5-9 to transfer to.
     for entry in std::fs::read_dir(d.join("all")).unwrap() {
         let entry = entry.unwrap();

@@ -96,7 +96,9 @@ fn invalid(path: &Path, why: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// Writes a checkpoint atomically (temporary file, fsync, rename).
+/// Writes a checkpoint atomically (temporary file, fsync, rename). The weights are taken from
+/// `model.valid()`: batch norm's running statistics lag one update until synced (Burn's
+/// `RunningState`), and only a sync makes the file hold the ones the model is using.
 pub fn save(
     path: &Path,
     meta: &CheckpointMeta,
@@ -104,7 +106,7 @@ pub fn save(
     optim: Option<&ModuleOptimizer>,
 ) -> Result<(), CheckpointError> {
     let model_bytes = model
-        .clone()
+        .valid()
         .into_record()
         .into_bytes()
         .map_err(|e| invalid(path, e.to_string()))?;

@@ -66,13 +66,15 @@ impl Ema {
 
     /// Folds `live` (the model being trained; the same architecture) into the average.
     pub fn update(&mut self, live: &Network) {
+        let live = live.valid();
         let mut collect = Collect::default();
-        live.valid().visit(&mut collect);
+        live.visit(&mut collect);
         let mut blend = Blend {
             live: collect.0,
             decay: self.current_decay(),
         };
-        let model = std::mem::replace(&mut self.model, live.valid());
+        // `live` (already a detached copy) stands in while the average is blended.
+        let model = std::mem::replace(&mut self.model, live);
         self.model = model.map(&mut blend);
         self.updates += 1;
     }

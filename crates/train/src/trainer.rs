@@ -724,11 +724,7 @@ impl Trainer {
             .as_ref()
             .map(|e| checkpoint::save(&self.ema_path(), &meta, &e.model, None))
             .unwrap_or(Ok(()))
-            // `valid()` first: batch norm's running statistics lag one update until synced
-            // (Burn's `RunningState`), and epoch ends sync them through validation.
-            .and_then(|()| {
-                checkpoint::save(&self.paths.last(), &meta, &model.valid(), Some(optim))
-            });
+            .and_then(|()| checkpoint::save(&self.paths.last(), &meta, model, Some(optim)));
         match saved {
             Ok(()) => TrainError::Interrupted {
                 epoch: epoch + 1,
