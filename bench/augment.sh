@@ -7,7 +7,9 @@
 #   bash bench/augment.sh [ROUNDS]        # default: 3 rounds, median reported
 #
 # Env: WORKERS (default: nproc), IMAGES (200), PASSES (2 timed passes after a warm-up),
-# BATCH (64), VENV (PyTorch venv; created if missing), DATA (image folder; generated if missing).
+# BATCH (64), VENV (PyTorch venv; created if missing), DATA (image folder; generated if missing),
+# CONVNET (the convnet binary to time; default: build it), BASE (another convnet binary, e.g. a
+# build before a change: timed in each round too, the two taking turns, for a before/after ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -19,8 +21,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/convnet-target}
 venv=${VENV:-$HOME/.cache/convnet-torch-venv}
 data=${DATA:-${TMPDIR:-/tmp}/convnet-augment-bench-$images}
 
-cargo build --release -q -p convnet
-bin=$CARGO_TARGET_DIR/release/convnet
+bin=${CONVNET:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p convnet
+  bin=$CARGO_TARGET_DIR/release/convnet
+fi
+base=${BASE:-}
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q torch torchvision
@@ -55,16 +61,45 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "data=$data images=$images workers=$workers batch=$batch passes=$passes rounds=$rounds"
 echo "convnet --augment $spec  vs  RandomResizedCrop(224), RandomHorizontalFlip(), ColorJitter(0.4,0.4,0.4), ToTensor(), Normalize"
-ours=(); theirs=()
+rate() { sed 's/.*"images_per_sec": \([0-9.]*\).*/\1/'; }
+convnet() {
+  "$1" augment --bench --data "$data" --augment "$spec" --workers "$workers" \
+    --batch-size "$batch" --passes "$passes" --seed "$2"
+}
+ours=(); theirs=(); bases=()
 for r in $(seq "$rounds"); do
-  o=$("$bin" augment --bench --data "$data" --augment "$spec" --workers "$workers" \
-      --batch-size "$batch" --passes "$passes" --seed "$r")
-  t=$("$venv/bin/python" bench/augment_torch.py "$data" "$workers" "$passes" "$batch")
+  # With a base, the two convnet binaries take turns at going first.
+  if [ -n "$base" ] && [ $((r % 2)) = 0 ]; then
+    b=$(convnet "$base" "$r")
+    echo "round $r: base $b"
+    bases+=("$(echo "$b" | rate)")
+  fi
+  o=$(convnet "$bin" "$r")
   echo "round $r: $o"
+  ours+=("$(echo "$o" | rate)")
+  if [ -n "$base" ] && [ $((r % 2)) = 1 ]; then
+    b=$(convnet "$base" "$r")
+    echo "round $r: base $b"
+    bases+=("$(echo "$b" | rate)")
+  fi
+  t=$("$venv/bin/python" bench/augment_torch.py "$data" "$workers" "$passes" "$batch")
   echo "round $r: $t"
-  ours+=("$(echo "$o" | sed 's/.*"images_per_sec": \([0-9.]*\).*/\1/')")
-  theirs+=("$(echo "$t" | sed 's/.*"images_per_sec": \([0-9.]*\).*/\1/')")
+  theirs+=("$(echo "$t" | rate)")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+# Per-round ratios too: on a loaded machine they drift less than the rates.
+ratios() {
+  local -n a=$1 b=$2
+  for i in "${!a[@]}"; do ratio "${a[$i]}" "${b[$i]}"; echo; done
+}
 mo=$(median "${ours[@]}"); mt=$(median "${theirs[@]}")
-echo "median images/s: convnet $mo, torchvision $mt, ratio convnet/torchvision $(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a/b}')"
+echo "median images/s: convnet $mo, torchvision $mt, ratio convnet/torchvision $(ratio "$mo" "$mt")" \
+  "(median of per-round ratios $(median $(ratios ours theirs)))"
+if [ -n "$base" ]; then
+  mb=$(median "${bases[@]}")
+  echo "median images/s: base $mb, ratio base/torchvision $(ratio "$mb" "$mt")" \
+    "(per-round $(median $(ratios bases theirs))), convnet/base $(ratio "$mo" "$mb")" \
+    "(per-round $(median $(ratios ours bases)))"
+fi
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

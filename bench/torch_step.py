@@ -1,6 +1,8 @@
-"""PyTorch side of `bench/run.sh`: the same networks and steps as `convnet bench`.
+"""PyTorch side of `bench/run.sh`, `bench/compare.sh` and `bench/suite.sh`: the same networks,
+inputs, optimizers and steps as `convnet bench`, on synthetic data.
 
-Prints one JSON line like convnet's, so the runner can compare the two.
+Prints one JSON line with the fields of convnet's (images/s, mean step time, peak RSS from
+`/proc/self/status` VmHWM, settings), so the runners can set the two side by side.
 """
 import argparse
 import json
@@ -14,11 +16,11 @@ import torch.nn.functional as F
 class MnistCnn(nn.Module):
     """Seed 003's CNN: conv16 5x5 p2, pool, conv32 5x5 p2, pool, linear 1568 -> 10."""
 
-    def __init__(self, classes=10):
+    def __init__(self, in_channels=1, classes=10, size=(28, 28)):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)
+        self.conv1 = nn.Conv2d(in_channels, 16, 5, padding=2)
         self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
-        self.out = nn.Linear(32 * 7 * 7, classes)
+        self.out = nn.Linear(32 * (size[0] // 4) * (size[1] // 4), classes)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -39,13 +41,14 @@ class ConvBnRelu(nn.Module):
 
 
 class SmallCnn(nn.Module):
-    """convnet's default: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, dropout 0.3, fc."""
+    """convnet's default: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, dropout 0.3, fc
+    (`crates/nn/src/models/small.rs`)."""
 
-    def __init__(self, classes=10):
+    def __init__(self, in_channels=1, classes=10, size=(28, 28)):
         super().__init__()
-        self.block1 = ConvBnRelu(1, 32)
+        self.block1 = ConvBnRelu(in_channels, 32)
         self.block2 = ConvBnRelu(32, 64)
-        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc1 = nn.Linear(64 * (size[0] // 4) * (size[1] // 4), 128)
         self.fc2 = nn.Linear(128, classes)
 
     def forward(self, x):
@@ -55,39 +58,97 @@ class SmallCnn(nn.Module):
         return self.fc2(F.dropout(x, 0.3, self.training))
 
 
-MODELS = {"mnist-cnn": (MnistCnn, (1, 28, 28)), "small-cnn": (SmallCnn, (1, 28, 28))}
+def torchvision_model(name):
+    """A torchvision network built like convnet's registry entry of the same name (the
+    torchvision layout at any input size: global average pooling before the classifier)."""
+
+    def build(in_channels, classes, size):
+        import torchvision
+
+        if in_channels != 3:
+            raise SystemExit(f"{name}: torchvision networks take 3 channels")
+        return getattr(torchvision.models, name)(weights=None, num_classes=classes)
+
+    return build
+
+
+# name -> (constructor(in_channels, classes, (h, w)), native [C, H, W], native classes), as in
+# convnet's registry (`convnet models`).
+MODELS = {
+    "mnist-cnn": (MnistCnn, (1, 28, 28), 10),
+    "small-cnn": (SmallCnn, (1, 28, 28), 10),
+    "resnet18": (torchvision_model("resnet18"), (3, 224, 224), 1000),
+    "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 1000),
+    "vgg16": (torchvision_model("vgg16"), (3, 224, 224), 1000),
+}
+
+
+def peak_rss_mb():
+    """VmHWM of this process in MiB, as `convnet bench` reads it (None off Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def optimizer(name, params, lr, momentum):
+    """torch.optim's optimizer with the settings `convnet bench --optimizer` uses."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr or 0.01, momentum=0.9 if momentum is None else momentum,
+                               dampening=0, nesterov=False)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr or 1e-3)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr or 1e-3, weight_decay=0)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr or 1e-3, momentum=momentum or 0)
+    raise SystemExit(f"unknown optimizer {name}")
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="mnist-cnn")
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="mnist-cnn", choices=sorted(MODELS))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--inference", action="store_true")
+    p.add_argument("--in-channels", type=int)
+    p.add_argument("--input-size", help="HxW [default: the model's]")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cls, shape = MODELS[a.model]
+    build, (c, h, w), classes = MODELS[a.model]
+    c = a.in_channels or c
+    if a.input_size:
+        h, w = (int(v) for v in a.input_size.split("x"))
+    classes = a.num_classes or classes
     dev = torch.device(a.device)
-    model = cls().to(dev)
-    x = torch.randn(a.batch_size, *shape, device=dev)
-    y = torch.randint(0, 10, (a.batch_size,), device=dev)
+    model = build(c, classes, (h, w)).to(dev)
+    x = torch.randn(a.batch_size, c, h, w, device=dev)
+    y = torch.randint(0, classes, (a.batch_size,), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if a.inference:
         model.eval()
         with torch.no_grad():
             for i in range(a.warmup + a.steps):
                 if i == a.warmup:
+                    sync()
                     t = time.perf_counter()
                 model(x)
-            sync()
     else:
         model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = optimizer(a.optimizer, model.parameters(), a.lr, a.momentum)
         for i in range(a.warmup + a.steps):
             if i == a.warmup:
                 t = time.perf_counter()
@@ -100,13 +161,19 @@ def main():
     dt = time.perf_counter() - t
     print(json.dumps({
         "impl": "pytorch " + torch.__version__,
-        "device": a.device,
         "model": a.model,
         "mode": "inference" if a.inference else "train",
+        "optimizer": None if a.inference else a.optimizer,
+        "device": a.device,
+        "input": [c, h, w],
+        "classes": classes,
         "batch": a.batch_size,
         "steps": a.steps,
+        "warmup": a.warmup,
         "threads": torch.get_num_threads(),
-        "images_per_sec": round(a.steps * a.batch_size / dt, 1),
+        "step_ms": round(1e3 * dt / a.steps, 1),
+        "images_per_sec": round(a.steps * a.batch_size / dt, 2),
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 

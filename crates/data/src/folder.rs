@@ -213,9 +213,9 @@ pub fn skipped_summary(root: &Path, skipped: &[PathBuf]) -> Option<String> {
 /// Decodes one image file, detected by content, refusing absurd dimensions before decoding
 /// (decompression bombs), refusing truncated JPEGs, and applying EXIF orientation.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| DataError::io(path, e))?
-        .len();
+    // One open: the size comes from the open file, which is then read whole.
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let size = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     if size > limits().1 {
         return Err(DataError::Image {
             path: path.to_path_buf(),
@@ -225,7 +225,8 @@ pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
             ),
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| DataError::io(path, e))?;
     decode_bytes(&bytes).map_err(|why| DataError::Image {
         path: path.to_path_buf(),
         why,
@@ -291,10 +292,17 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
 /// (`FFD9`) is refused. (Inside entropy-coded data `FF` is always followed by `00` or a
 /// restart marker, so neither pair occurs by chance.)
 fn jpeg_complete(bytes: &[u8]) -> Result<(), String> {
-    let last = |m: u8| bytes.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
-    match (last(0xDA), last(0xD9)) {
-        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
-        _ => Err("truncated JPEG (no end-of-image marker after the last scan)".into()),
+    let marker = |m: u8| move |w: &[u8]| w[0] == 0xFF && w[1] == m;
+    // The last end marker is near the end of the file and the first scan near its start, so
+    // this reads a few bytes at either end instead of the whole file: a scan after the last
+    // end marker is looked for only after it.
+    let complete = bytes.windows(2).rposition(marker(0xD9)).is_some_and(|eoi| {
+        !bytes[eoi..].windows(2).any(marker(0xDA)) && bytes[..eoi].windows(2).any(marker(0xDA))
+    });
+    if complete {
+        Ok(())
+    } else {
+        Err("truncated JPEG (no end-of-image marker after the last scan)".into())
     }
 }
 

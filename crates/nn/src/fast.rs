@@ -1,12 +1,14 @@
 //! Faster formulations of hot layers, reached through [`crate::trace::Layer::run`] so that
 //! every model of the zoo uses them (issue 10; figures in `bench/RESULTS.md`).
 //!
-//! - [`conv2d`], training: Burn's `flex` backend differentiates a convolution's weight as
-//!   another convolution with batch and channels swapped, whose "kernel" is the whole output
-//!   map (small-cnn's first layer: one 64x28x28 kernel, 9 output pixels, a gemm with N = 9 and
-//!   no batch parallelism). For first layers the convolution is written as im2col (shifted
-//!   slices, stacked) and one batched matmul, so its backward is `grad @ col^T` per sample.
-//! - [`max_pool2d`] and [`batch_norm`], inference: fewer passes over the activation.
+//! - [`conv2d`]: Burn's `flex` backend differentiates a convolution's weight as another
+//!   convolution with batch and channels swapped, whose "kernel" is the whole output map
+//!   (small-cnn's first layer: one 64x28x28 kernel, 9 output pixels, a gemm with N = 9 and no
+//!   batch parallelism). On `flex` convolutions run [`convnet_kernels`]' im2col + `gemm` kernel,
+//!   whose backward is two products per sample.
+//! - [`max_pool2d`] and [`batch_norm`]: on the `flex` device, 2x2 max pools (training and
+//!   inference) and batch norm in training run [`convnet_kernels`]' hand-written forward and
+//!   backward; elsewhere, in inference, fewer passes over the activation with Burn's ops.
 //! - [`keep_freed_memory`]: stops glibc from unmapping every freed tensor.
 //!
 //! Each returns `None` where it does not apply, and the caller runs Burn's layer;
@@ -17,91 +19,51 @@ use std::sync::OnceLock;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Device, Tensor};
 
-/// Most rows (`C_in * kh * kw`) of the im2col matrix the matmul formulation builds. It wins
-/// where Burn's weight gradient is worst, few input channels (first layers: 9 and 25 rows in
-/// small-cnn and mnist-cnn, 10x and 1.5x faster backward); at 288 and 400 rows (their second
-/// layers) stacking the shifted copies costs more than it saves.
-const MAX_COL_ROWS: usize = 32;
-
-/// Largest im2col matrix (elements) the matmul formulation builds; bigger convolutions keep
-/// Burn's tiled kernel, which never materialises the whole matrix.
-const MAX_COL_ELEMENTS: usize = 32 << 20;
-
-/// `conv.forward(x)` as im2col + matmul where that is faster and applicable: training (an
-/// autodiff input), groups 1, stride 1, dilation 1, explicit or no padding, and an im2col
-/// matrix of at most 32 rows (`C_in * kh * kw`) and 32 Mi elements. Otherwise `None`,
-/// and the caller uses Burn's own. Same outputs and gradients up to float rounding.
+/// `conv.forward(x)` on the `flex` device (training and inference) through
+/// [`convnet_kernels::conv2d`] (im2col tiles and `gemm`, with its own backward) for groups 1,
+/// dilation 1 and explicit or no padding; otherwise `None`, and the caller uses Burn's own.
+/// Same outputs and gradients up to float rounding.
 ///
 /// # Shapes
 /// `[N, C, H, W]` → `[N, C_out, H', W']`
 pub fn conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
-    let plain = conv.groups == 1 && conv.stride == [1, 1] && conv.dilation == [1, 1];
-    if !fast_enabled() || !x.is_autodiff() || !plain {
-        return None;
-    }
     let (top, left, bottom, right) = match conv.padding {
         PaddingConfig2d::Valid => (0, 0, 0, 0),
         PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
         PaddingConfig2d::Same => return None,
     };
     let [n, c, h, w] = x.dims();
-    let [_, c_w, kh, kw] = conv.weight.dims();
+    let [c_out, c_w, kh, kw] = conv.weight.dims();
     let (hp, wp) = (h + top + bottom, w + left + right);
-    if c_w != c || hp < kh || wp < kw {
+    let groups_dilation = conv.groups == 1 && conv.dilation == [1, 1];
+    if !fast_enabled() || !groups_dilation || c_w != c || hp < kh || wp < kw || n == 0 {
         return None;
     }
-    let (ho, wo) = (hp - kh + 1, wp - kw + 1);
-    let ck = c * kh * kw;
-    if ck > MAX_COL_ROWS || n * ck * ho * wo > MAX_COL_ELEMENTS {
+    if !on_flex(x) {
         return None;
     }
-    Some(conv2d_im2col(conv, x, [top, left, bottom, right]))
-}
-
-/// The im2col + matmul formulation itself, for any `C_in * kh * kw` (stride 1, dilation 1,
-/// groups 1, `padding` as top, left, bottom, right; checked by [`conv2d`]).
-fn conv2d_im2col(
-    conv: &Conv2d,
-    x: &Tensor<4>,
-    [top, left, bottom, right]: [usize; 4],
-) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let [c_out, _, kh, kw] = conv.weight.dims();
-    let (ho, wo) = (h + top + bottom + 1 - kh, w + left + right + 1 - kw);
-    let ck = c * kh * kw;
-    let col = if kh == 1 && kw == 1 && top + left + bottom + right == 0 {
-        x.clone().reshape([n, c, h * w])
-    } else {
-        let xp = if top + left + bottom + right > 0 {
-            x.clone().pad(
-                [(top, bottom), (left, right)],
-                burn::tensor::ops::PadMode::Constant(0.0),
-            )
-        } else {
-            x.clone()
-        };
-        let shifted: Vec<Tensor<4>> = (0..kh)
-            .flat_map(|i| (0..kw).map(move |j| (i, j)))
-            .map(|(i, j)| xp.clone().slice([0..n, 0..c, i..i + ho, j..j + wo]))
-            .collect();
-        // [N, C, kh*kw, H', W'] → rows ordered like the weight's (c, i, j).
-        Tensor::stack::<5>(shifted, 2).reshape([n, ck, ho * wo])
+    let bias = match &conv.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([c_out], &x.device()),
     };
-    let weight = conv.weight.val().reshape([1, c_out, ck]);
-    let y = weight.matmul(col).reshape([n, c_out, ho, wo]);
-    match &conv.bias {
-        Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
-        None => y,
-    }
+    let pad = [top, left, bottom, right];
+    Some(convnet_kernels::conv2d(
+        x.clone(),
+        conv.weight.val(),
+        bias,
+        conv.stride,
+        pad,
+    ))
 }
 
-/// `pool.forward(x)` in inference for non-overlapping windows (kernel = stride, no padding, no
-/// dilation) as a reshape and two `max_dim`s: Burn's `flex` max pool is a scalar loop that clips
-/// every window's range per output element (small-cnn's first pool: 14 ms against 8 ms). Input rows and columns beyond the last whole window are dropped, as in floor mode.
-/// Training keeps Burn's pool, whose backward is far cheaper than `max_dim`'s scatter (4.6
-/// against 44 ms). Otherwise `None`.
+/// `pool.forward(x)` for non-overlapping windows (kernel = stride, no padding, no dilation):
+/// 2x2 windows on the `flex` device through [`convnet_kernels::max_pool2x2`] (training and
+/// inference); other sizes, in inference, as a reshape and two `max_dim`s. Burn's `flex` max
+/// pool is a scalar loop that clips every window's range per output element (small-cnn's first
+/// pool: 14 ms against 8 ms reshaped, 5.5 ms in the kernel). Input rows and columns beyond the
+/// last whole window are dropped, as in floor mode. Otherwise `None`.
 ///
 /// # Shapes
 /// `[N, C, H, W]` → `[N, C, H / k, W / k]`
@@ -114,10 +76,14 @@ pub fn max_pool2d(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     if !fast_enabled() || pool.stride != pool.kernel_size || pool.dilation != [1, 1] || !zero_pad {
         return None;
     }
+    let [n, c, h, w] = x.dims();
+    let floor = !pool.ceil_mode || (h % 2 == 0 && w % 2 == 0);
+    if [kh, kw] == [2, 2] && on_flex(x) && floor && n * c * (h / 2) * (w / 2) > 0 {
+        return Some(convnet_kernels::max_pool2x2(x.clone()));
+    }
     if x.is_autodiff() {
         return None;
     }
-    let [n, c, h, w] = x.dims();
     let (ho, wo) = (h / kh, w / kw);
     let exact = ho * kh == h && wo * kw == w;
     if ho == 0 || wo == 0 || (pool.ceil_mode && !exact) || (kh == 1 && kw == 1) {
@@ -143,8 +109,11 @@ pub fn max_pool2d(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// # Shapes
 /// `[N, C, …]` → `[N, C, …]`
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tensor<D>> {
-    if !fast_enabled() || x.is_autodiff() || D < 2 {
+    if !fast_enabled() || D < 2 {
         return None;
+    }
+    if x.is_autodiff() {
+        return batch_norm_train(bn, x);
     }
     let device = x.device();
     let [c] = bn.gamma.dims();
@@ -158,6 +127,36 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tenso
     let mut dims = [1usize; D];
     dims[1] = c;
     Some(x.clone().mul(scale.reshape(dims)).add(shift.reshape(dims)))
+}
+
+/// `bn.forward(x)` in training (an autodiff input and a layer not frozen) on the `flex`
+/// device, through [`convnet_kernels::batch_norm_train`]; the running statistics are updated
+/// exactly as Burn's `BatchNorm::forward_train` does.
+fn batch_norm_train<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tensor<D>> {
+    let [c] = bn.gamma.dims();
+    let dims = x.dims();
+    if !bn.training.is_enabled() || !on_flex(x) || dims[1] != c || dims.contains(&0) {
+        return None;
+    }
+    let device = x.device();
+    let (y, mean, var) =
+        convnet_kernels::batch_norm_train(x.clone(), bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let momentum = bn.momentum;
+    let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let running = state.value_sync().to_device(&device);
+        let running = running
+            .mul_scalar(1.0 - momentum)
+            .add(batch.detach().mul_scalar(momentum));
+        state.update(running.detach());
+    };
+    update(&bn.running_mean, mean);
+    update(&bn.running_var, var);
+    Some(y)
+}
+
+/// Whether `x` lives on Burn's `flex` CPU device as float32, where [`convnet_kernels`] apply.
+fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device() == Device::flex() && x.dtype() == DType::F32
 }
 
 fn fast_enabled() -> bool {
@@ -238,48 +237,64 @@ mod tests {
         (a - b).abs().max().into_scalar()
     }
 
-    /// The matmul formulation gives Burn's outputs and gradients (input, weight, bias) up to
-    /// float rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels.
+    /// Largest difference relative to the largest magnitude of `reference`.
+    fn rel_diff<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) -> f32 {
+        let scale: f32 = reference.clone().abs().max().into_scalar();
+        (ours - reference).abs().max().into_scalar::<f32>() / scale.max(1e-12)
+    }
+
+    /// The kernel gives Burn's outputs and gradients (input, weight, bias) up to float
+    /// rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels, strides
+    /// 1 and 2, batches larger and smaller than the thread count, and im2col tiles (a 40x40
+    /// input with 64 rows spans several).
     #[test]
     fn conv2d_matches_burn_forward_and_gradients() {
         let d = Device::flex().autodiff();
         d.seed(7);
-        for (ci, co, k, pad, bias) in [
-            (1, 8, [3, 3], (1, 1, 1, 1), false),
-            (1, 5, [5, 5], (2, 2, 2, 2), true),
-            (4, 6, [1, 1], (0, 0, 0, 0), true),
-            (2, 3, [2, 3], (0, 1, 1, 0), false),
+        for (n, ci, co, k, stride, pad, bias, hw) in [
+            (3, 1, 8, [3, 3], 1, (1, 1, 1, 1), false, [9, 7]),
+            (3, 1, 5, [5, 5], 1, (2, 2, 2, 2), true, [9, 7]),
+            (3, 4, 6, [1, 1], 1, (0, 0, 0, 0), true, [9, 7]),
+            (1, 4, 6, [1, 1], 2, (0, 0, 0, 0), false, [9, 7]),
+            (3, 2, 3, [2, 3], 1, (0, 1, 1, 0), false, [9, 7]),
+            (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
+            (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
         ] {
             let conv = Conv2dConfig::new([ci, co], k)
+                .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(pad.0, pad.1, pad.2, pad.3))
                 .with_bias(bias)
                 .init(&d);
-            let x = Tensor::<4>::random([3, ci, 9, 7], Distribution::Default, &d).require_grad();
-            let r = Tensor::<4>::random([3, co, 1, 1], Distribution::Default, &d);
+            let [h, w] = hw;
+            let x = Tensor::<4>::random([n, ci, h, w], Distribution::Default, &d).require_grad();
+            let r = Tensor::<4>::random([n, co, 1, 1], Distribution::Default, &d);
             let fast = super::conv2d(&conv, &x).expect("applicable");
             let slow = conv.forward(x.clone());
             assert_eq!(fast.dims(), slow.dims());
-            assert!(max_diff(fast.clone(), slow.clone()) < 1e-5);
+            assert!(rel_diff(fast.clone(), slow.clone()) < 1e-5);
             let gf = (fast * r.clone()).sum().backward();
             let gs = (slow * r).sum().backward();
-            let dx = max_diff(x.grad(&gf).unwrap(), x.grad(&gs).unwrap());
+            let dx = rel_diff(x.grad(&gf).unwrap(), x.grad(&gs).unwrap());
             let w = conv.weight.val();
-            let dw = max_diff(w.grad(&gf).unwrap(), w.grad(&gs).unwrap());
-            assert!(dx < 1e-5 && dw < 1e-4, "dx {dx} dw {dw}");
+            let dw = rel_diff(w.grad(&gf).unwrap(), w.grad(&gs).unwrap());
+            assert!(dx < 1e-5 && dw < 1e-5, "dx {dx} dw {dw}");
             if let Some(b) = &conv.bias {
                 let b = b.val();
-                let db = (b.grad(&gf).unwrap() - b.grad(&gs).unwrap()).abs().max();
-                assert!(db.into_scalar::<f32>() < 1e-4);
+                let db = rel_diff(b.grad(&gf).unwrap(), b.grad(&gs).unwrap());
+                assert!(db < 1e-5, "db {db}");
             }
         }
-        // Pooling (inference): same values, floor mode crops; training keeps Burn's.
-        let pool = MaxPool2dConfig::new([2, 2]).init();
+        // Pooling: same values, floor mode crops (2x2 through the kernels, 3x3/3 reshaped);
+        // overlapping windows keep Burn's, and so does training with 3x3/3.
         let cpu = Device::flex();
-        for shape in [[2, 3, 8, 6], [2, 3, 9, 7]] {
-            let x = Tensor::<4>::random(shape, Distribution::Default, &cpu);
-            let fast = super::max_pool2d(&pool, &x).expect("applicable");
-            assert_eq!(max_diff(fast, pool.forward(x.clone())), 0.0);
-            assert!(super::max_pool2d(&pool, &x.autodiff()).is_none());
+        for k in [2, 3] {
+            let pool = MaxPool2dConfig::new([k, k]).with_strides([k, k]).init();
+            for shape in [[2, 3, 8, 6], [2, 3, 9, 7]] {
+                let x = Tensor::<4>::random(shape, Distribution::Default, &cpu);
+                let fast = super::max_pool2d(&pool, &x).expect("applicable");
+                assert_eq!(max_diff(fast, pool.forward(x.clone())), 0.0);
+                assert_eq!(super::max_pool2d(&pool, &x.autodiff()).is_some(), k == 2);
+            }
         }
         let overlapping = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init();
         assert!(super::max_pool2d(&overlapping, &Tensor::zeros([1, 1, 6, 6], &cpu)).is_none());
@@ -294,15 +309,20 @@ mod tests {
         let x = Tensor::<4>::random([2, 3, 5, 4], Distribution::Default, &cpu);
         let fast = super::batch_norm(&bn, &x).expect("applicable");
         assert!(max_diff(fast, bn.forward(x.clone())) < 1e-5);
-        assert!(super::batch_norm(&bn, &x.autodiff()).is_none());
-        // Inference keeps Burn's kernel; unsupported options fall back.
+        // Training runs the kernels (checked against Burn in `kernels::tests`); a frozen
+        // layer keeps Burn's inference path.
+        assert!(super::batch_norm(&bn, &x.clone().autodiff()).is_some());
+        assert!(super::batch_norm(&bn.clone().no_grad().valid(), &x.autodiff()).is_none());
+        // Inference and strides run the kernel too; unsupported options fall back.
         let conv = Conv2dConfig::new([1, 2], [3, 3]).init(&d);
         let x = Tensor::<4>::zeros([1, 1, 5, 5], &Device::flex());
-        assert!(super::conv2d(&conv.valid(), &x).is_none());
-        let strided = Conv2dConfig::new([1, 2], [3, 3])
-            .with_stride([2, 2])
-            .init(&d);
-        assert!(super::conv2d(&strided, &x.clone().autodiff()).is_none());
+        assert!(super::conv2d(&conv.valid(), &x).is_some());
+        let strided = Conv2dConfig::new([1, 2], [3, 3]).with_stride([2, 2]);
+        assert!(super::conv2d(&strided.init(&d), &x.clone().autodiff()).is_some());
+        let dilated = Conv2dConfig::new([1, 2], [3, 3]).with_dilation([2, 2]);
+        assert!(super::conv2d(&dilated.init(&d), &x.clone().autodiff()).is_none());
+        let grouped = Conv2dConfig::new([2, 2], [1, 1]).with_groups(2);
+        assert!(super::conv2d(&grouped.init(&d), &Tensor::zeros([1, 2, 3, 3], &d)).is_none());
     }
 
     /// Per-op times at small-cnn and mnist-cnn shapes (batch 64):
@@ -328,16 +348,26 @@ mod tests {
         fwd_bwd("small bn1 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
             bn1.forward(x)
         });
+        fwd_bwd(
+            "  kernels::batch_norm_train",
+            &d,
+            [64, 32, 28, 28],
+            true,
+            &|x| super::batch_norm(&bn1, &x).unwrap(),
+        );
         fwd_bwd("small relu 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
             activation::relu(x)
         });
         fwd_bwd("small pool 32x28x28", &d, [64, 32, 28, 28], true, &|x| {
             pool.forward(x)
         });
+        fwd_bwd("  kernels::max_pool2x2", &d, [64, 32, 28, 28], true, &|x| {
+            convnet_kernels::max_pool2x2(x)
+        });
         let x = Tensor::<4>::random([64, 32, 28, 28], Distribution::Default, &Device::flex());
         let burn = time(15, || pool.forward(x.clone()).into_data());
         let fast = time(15, || super::max_pool2d(&pool, &x).unwrap().into_data());
-        println!("  inference: Burn {burn:.2} ms, reshape + max_dim {fast:.2} ms");
+        println!("  inference: Burn {burn:.2} ms, kernels::max_pool2x2 {fast:.2} ms");
         fwd_bwd("small bn2 64x14x14", &d, [64, 64, 14, 14], true, &|x| {
             bn2.forward(x)
         });
@@ -360,12 +390,8 @@ mod tests {
             fwd_bwd("  weight grad only", &d, shape, false, &|x| c.forward(x));
             let frozen = c.clone().no_grad();
             fwd_bwd("  input grad only", &d, shape, true, &|x| frozen.forward(x));
-            let pad = match c.padding {
-                PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
-                _ => [0; 4],
-            };
-            fwd_bwd("  as im2col + matmul", &d, shape, true, &|x| {
-                super::conv2d_im2col(c, &x, pad)
+            fwd_bwd("  kernels::conv2d", &d, shape, true, &|x| {
+                super::conv2d(c, &x).unwrap()
             });
         }
         for name in ["small-cnn", "mnist-cnn"] {

@@ -18,8 +18,8 @@ from torch_step import MnistCnn, SmallCnn  # noqa: E402
 
 # convnet name -> (constructor, input shape C,H,W, classes)
 MODELS = {
-    "mnist-cnn": (lambda: MnistCnn(10), (1, 28, 28), 10),
-    "small-cnn": (lambda: SmallCnn(10), (1, 28, 28), 10),
+    "mnist-cnn": (lambda: MnistCnn(classes=10), (1, 28, 28), 10),
+    "small-cnn": (lambda: SmallCnn(classes=10), (1, 28, 28), 10),
     "alexnet": (lambda: tvm.alexnet(), (3, 224, 224), 1000),
     "vgg11": (lambda: tvm.vgg11(), (3, 224, 224), 1000),
     "vgg11_bn": (lambda: tvm.vgg11_bn(), (3, 224, 224), 1000),

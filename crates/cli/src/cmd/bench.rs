@@ -1,14 +1,21 @@
 //! `convnet bench`: training-step or inference throughput on synthetic data, for `bench/`.
+//!
+//! Prints one JSON line (images/s, mean step time, peak RSS, and the settings that produced
+//! them) so that `bench/run.sh`, `bench/compare.sh` and `bench/suite.sh` can set it beside
+//! PyTorch's figure for the same network (`bench/torch_step.py` prints the same fields).
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor};
+use clap::ValueEnum;
 use convnet_nn::ModelSpec;
-use convnet_train::config::{OptimizerConfig, OptimizerKind};
+use convnet_train::config::OptimizerConfig;
+
+use super::train::{Optimizer, parse_size};
 
 /// Options of `convnet bench`.
 #[derive(clap::Args, Debug)]
@@ -25,9 +32,29 @@ pub struct Args {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
-    /// Measure inference (forward only) instead of a training step (forward, backward, Adam).
+    /// Measure inference (forward only) instead of a training step (forward, backward,
+    /// optimizer update).
     #[arg(long)]
     pub inference: bool,
+    /// Input channels [default: the model's].
+    #[arg(long)]
+    pub in_channels: Option<usize>,
+    /// Input size HxW, e.g. 32x32 [default: the model's].
+    #[arg(long)]
+    pub input_size: Option<String>,
+    /// Output classes [default: the model's, e.g. 1000 for ImageNet networks].
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Optimizer of the training step, built as `convnet train` builds it.
+    #[arg(long, value_enum, default_value_t = Optimizer::Adam)]
+    pub optimizer: Optimizer,
+    /// Learning rate [default: 0.001 for adam, adamw and rmsprop, 0.01 for sgd].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum for SGD (undampened, not Nesterov) and RMSprop [default: 0.9 for sgd, 0 for
+    /// rmsprop].
+    #[arg(long)]
+    pub momentum: Option<f64>,
     /// Compute device: cpu, ndarray, cuda[:N] or vulkan[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -36,12 +63,46 @@ pub struct Args {
     pub threads: usize,
 }
 
+/// The optimizer settings `convnet train` would use for `--optimizer`, `--lr` and
+/// `--momentum`, without weight decay.
+fn optimizer_config(opt: Optimizer, lr: Option<f64>, momentum: Option<f64>) -> OptimizerConfig {
+    let (kind, lr, momentum) = opt.resolve(lr, momentum);
+    OptimizerConfig {
+        kind,
+        lr,
+        momentum,
+        weight_decay: 0.0,
+        nesterov: false,
+        decoupled: false,
+    }
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`; Linux only).
+/// PyTorch's side reads the same field, so the two figures are comparable.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Builds the model at the requested input and classes, runs `--warmup` untimed and `--steps`
+/// timed steps on one fixed random batch, and prints the JSON line.
 pub fn run(a: Args) -> Result<()> {
     crate::device::set_threads(a.threads);
     let device = crate::device::parse(&a.device)?;
     let entry = convnet_nn::find(&a.model)?;
-    let [c, h, w] = entry.input;
-    let spec = ModelSpec::new(&a.model, [c, h, w], 10);
+    let c = a.in_channels.unwrap_or(entry.input[0]);
+    let [h, w] = match &a.input_size {
+        Some(s) => parse_size(s)?,
+        None => [entry.input[1], entry.input[2]],
+    };
+    let classes = a.num_classes.unwrap_or(entry.classes);
+    if a.steps == 0 || a.batch_size == 0 || classes == 0 {
+        bail!("--steps, --batch-size and --num-classes must be at least 1");
+    }
+    let spec = ModelSpec::new(&a.model, [c, h, w], classes);
+    let optim_cfg = optimizer_config(a.optimizer, a.lr, a.momentum);
     device.seed(0);
     let n = a.batch_size;
     let seconds = if a.inference {
@@ -58,17 +119,10 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         let train = device.clone().autodiff();
         let mut model = convnet_nn::build(&spec, &train)?;
-        let mut optim = convnet_train::optim::build(&OptimizerConfig {
-            kind: OptimizerKind::Adam,
-            lr: 1e-3,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-            decoupled: false,
-        });
+        let mut optim = convnet_train::optim::build(&optim_cfg);
         let loss_fn = CrossEntropyLossConfig::new().init(&train);
         let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, &train);
-        let y = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, 10.0), &train);
+        let y = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, classes as f64), &train);
         let mut t = Instant::now();
         for i in 0..a.warmup + a.steps {
             if i == a.warmup {
@@ -76,18 +130,57 @@ pub fn run(a: Args) -> Result<()> {
             }
             let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
+            model = optim.step(optim_cfg.lr, model, grads);
             let _ = loss.into_data();
         }
         t.elapsed().as_secs_f64()
     };
-    let ips = (a.steps * n) as f64 / seconds;
-    println!(
-        "{{\"impl\": \"convnet\", \"model\": \"{}\", \"mode\": \"{}\", \"device\": \"{}\", \"batch\": {n}, \"steps\": {}, \"images_per_sec\": {ips:.1}}}",
-        a.model,
-        if a.inference { "inference" } else { "train" },
-        a.device,
-        a.steps
-    );
+    let optimizer = (!a.inference)
+        .then(|| a.optimizer.to_possible_value())
+        .flatten()
+        .map(|v| v.get_name().to_string());
+    let fields: [(&str, serde_json::Value); 14] = [
+        ("impl", "convnet".into()),
+        ("model", a.model.clone().into()),
+        (
+            "mode",
+            if a.inference { "inference" } else { "train" }.into(),
+        ),
+        ("optimizer", optimizer.into()),
+        ("device", a.device.clone().into()),
+        ("input", serde_json::json!([c, h, w])),
+        ("classes", classes.into()),
+        ("batch", n.into()),
+        ("steps", a.steps.into()),
+        ("warmup", a.warmup.into()),
+        ("threads", rayon::current_num_threads().into()),
+        ("step_ms", round1(1e3 * seconds / a.steps as f64).into()),
+        (
+            "images_per_sec",
+            round2((a.steps * n) as f64 / seconds).into(),
+        ),
+        ("peak_rss_mb", peak_rss_mib().map(round1).into()),
+    ];
+    println!("{}", json_line(&fields));
     Ok(())
+}
+
+/// One JSON object on one line, written `{"key": value, …}` with a space after each colon and
+/// comma, the form `bench/run.sh` and `bench/compare.sh` pick `images_per_sec` out of with `sed`.
+fn json_line(fields: &[(&str, serde_json::Value)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}: {}", serde_json::Value::from(*k), v))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// `x` to one decimal, so the JSON line stays short.
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `x` to two decimals (images/s of the large networks are single digits on a few cores).
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

@@ -29,6 +29,21 @@ pub const RECIPES: &[Recipe] = &[
         toml: include_str!("../../recipes/fashion-resnet.toml"),
     },
     Recipe {
+        name: "seed001-dogs-vs-cats-feature-extraction",
+        about: "seed 001 step 1: VGG-16 ImageNet base frozen, new head, augmentation, RMSprop 2e-5 (give --data; ~90 % in seed 001)",
+        toml: include_str!("../../recipes/seed001-dogs-vs-cats-feature-extraction.toml"),
+    },
+    Recipe {
+        name: "seed001-fine-tune",
+        about: "seed 001 step 2: fine-tune VGG-16 block 5 at 1e-5 (give --data and --pretrained RUN of step 1; 96.5 % in seed 001)",
+        toml: include_str!("../../recipes/seed001-fine-tune.toml"),
+    },
+    Recipe {
+        name: "seed003-flowers102",
+        about: "seed 003: DenseNet-121 from ImageNet on Flowers-102, backbone frozen, Adam, StepLR(7, 0.1)",
+        toml: include_str!("../../recipes/seed003-flowers102.toml"),
+    },
+    Recipe {
         name: "seed003-mnist",
         about: "seed 003's MNIST CNN on MNIST: Adam 1e-3, 5 epochs",
         toml: include_str!("../../recipes/seed003-mnist.toml"),
@@ -175,6 +190,11 @@ mod tests {
         for r in RECIPES {
             let flags = recipe_flags(r.toml, r.name).unwrap();
             assert!(!flags.is_empty(), "{}", r.name);
+            let mut args = os(&["convnet", "train"]);
+            args.extend(flags);
+            if let Err(e) = <crate::Cli as clap::Parser>::try_parse_from(args) {
+                panic!("recipe {}: {e}", r.name);
+            }
         }
         assert!(
             expand(os(&["convnet", "train", "--recipe", "nope"]))

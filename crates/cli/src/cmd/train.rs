@@ -27,6 +27,24 @@ pub enum Optimizer {
     Adamw,
 }
 
+impl Optimizer {
+    /// The optimizer kind, learning rate and momentum for `--lr` / `--momentum` as given or
+    /// defaulted (SGD: 0.01 and 0.9; the others 1e-3 and 0), for `train` and `bench`.
+    pub fn resolve(self, lr: Option<f64>, momentum: Option<f64>) -> (OptimizerKind, f64, f64) {
+        let (kind, default_lr, default_momentum) = match self {
+            Optimizer::Sgd => (OptimizerKind::Sgd, 0.01, 0.9),
+            Optimizer::Adam => (OptimizerKind::Adam, 1e-3, 0.0),
+            Optimizer::Rmsprop => (OptimizerKind::Rmsprop, 1e-3, 0.0),
+            Optimizer::Adamw => (OptimizerKind::Adamw, 1e-3, 0.0),
+        };
+        (
+            kind,
+            lr.unwrap_or(default_lr),
+            momentum.unwrap_or(default_momentum),
+        )
+    }
+}
+
 /// `--nan` on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NanArg {
@@ -311,28 +329,7 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
     {
         (mean, std) = (m, s);
     }
-    let (kind, lr, momentum) = match a.optimizer {
-        Optimizer::Sgd => (
-            OptimizerKind::Sgd,
-            a.lr.unwrap_or(0.01),
-            a.momentum.unwrap_or(0.9),
-        ),
-        Optimizer::Adam => (
-            OptimizerKind::Adam,
-            a.lr.unwrap_or(1e-3),
-            a.momentum.unwrap_or(0.0),
-        ),
-        Optimizer::Rmsprop => (
-            OptimizerKind::Rmsprop,
-            a.lr.unwrap_or(1e-3),
-            a.momentum.unwrap_or(0.0),
-        ),
-        Optimizer::Adamw => (
-            OptimizerKind::Adamw,
-            a.lr.unwrap_or(1e-3),
-            a.momentum.unwrap_or(0.0),
-        ),
-    };
+    let (kind, lr, momentum) = a.optimizer.resolve(a.lr, a.momentum);
     if !(0.0..1.0).contains(&a.label_smoothing) {
         bail!("--label-smoothing must be in [0, 1)");
     }

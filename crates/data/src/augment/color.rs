@@ -37,17 +37,18 @@ fn to_u8(v: f32) -> u8 {
 }
 
 /// Clamps and truncates to a byte, as PIL's `Image.blend` (which torchvision's colour
-/// adjustments use) does.
-#[inline]
+/// adjustments use) does (NaN gives 0). Written so that it vectorises, which a plain `as u8`,
+/// checking for NaN and range value by value, does not.
+#[inline(always)]
+#[expect(
+    clippy::manual_clamp,
+    reason = "`clamp` keeps NaN, this gives 0 for it"
+)]
 fn blend_u8(v: f32) -> u8 {
-    v.clamp(0.0, 255.0) as u8
-}
-
-/// Applies `lut` to every byte.
-fn map_lut(img: &mut Img, lut: &[u8; 256]) {
-    for v in img.px.iter_mut() {
-        *v = lut[*v as usize];
-    }
+    // `max` returns the other operand for NaN, so this is a number in [0, 255].
+    let v = v.max(0.0).min(255.0);
+    // SAFETY: `v` is finite and in range for `i32`.
+    unsafe { v.to_int_unchecked::<i32>() as u8 }
 }
 
 fn lut(f: impl Fn(f32) -> f32) -> [u8; 256] {
@@ -56,36 +57,107 @@ fn lut(f: impl Fn(f32) -> f32) -> [u8; 256] {
 
 /// Multiplies every value by `f` (brightness factor; 1 keeps the image).
 pub fn adjust_brightness(img: &mut Img, f: f32) {
-    map_lut(img, &lut(|v| v * f));
+    run_steps(img, &[Step::Brightness(f)], false);
 }
 
 /// Blends with the mean gray level (contrast factor; 1 keeps the image).
 pub fn adjust_contrast(img: &mut Img, f: f32) {
-    let n = (img.w as u64 * img.h as u64).max(1);
-    let sum: u64 = if img.c == 3 {
-        img.px
-            .chunks_exact(3)
-            .map(|p| luma(p[0], p[1], p[2]) as u64)
-            .sum()
-    } else {
-        img.px.iter().map(|&v| v as u64).sum()
-    };
-    // PIL's ImageEnhance.Contrast blends with the mean gray level rounded to an integer.
-    let mean = ((sum as f64 / n as f64) + 0.5).floor() as f32;
-    map_lut(img, &lut(|v| mean + f * (v - mean)));
+    let mean = run_steps(img, &[], true);
+    run_steps(img, &[Step::Contrast(f, mean)], false);
 }
 
 /// Blends each pixel with its gray level (saturation factor; 0 gives gray).
 pub fn adjust_saturation(img: &mut Img, f: f32) {
-    if img.c != 3 {
-        return;
+    if img.c == 3 {
+        run_steps(img, &[Step::Saturation(f)], false);
     }
-    for p in img.px.chunks_exact_mut(3) {
-        let g = luma(p[0], p[1], p[2]) as f32;
-        p[0] = blend_u8(g + f * (p[0] as f32 - g));
-        p[1] = blend_u8(g + f * (p[1] as f32 - g));
-        p[2] = blend_u8(g + f * (p[2] as f32 - g));
+}
+
+/// One colour adjustment, in PIL's arithmetic (`ImageEnhance`, i.e. `Image.blend` in f32
+/// truncated to a byte after each step).
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// `v * f`.
+    Brightness(f32),
+    /// `mean + f * (v - mean)`, with the mean gray level of the image the step receives.
+    Contrast(f32, f32),
+    /// `g + f * (v - g)`, with `g` the pixel's gray level (RGB only).
+    Saturation(f32),
+}
+
+/// Pixels per block of [`run_steps`]: enough to fill vector registers, few enough to stay in
+/// L1 cache while every step goes over them.
+const BLOCK: usize = 32;
+
+/// Applies `steps` in order to every pixel, one block of pixels at a time (one pass over the
+/// image however many steps); with `mean`, also returns the mean gray level of the result
+/// (PIL's `ImageEnhance.Contrast` rounds it to an integer), else 0.
+fn run_steps(img: &mut Img, steps: &[Step], mean: bool) -> f32 {
+    if steps.is_empty() && !mean {
+        return 0.0;
     }
+    #[cfg(target_arch = "x86_64")]
+    let sum = if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { steps_avx2(&mut img.px, img.c, steps, mean) }
+    } else {
+        steps_kernel(&mut img.px, img.c, steps, mean)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let sum = steps_kernel(&mut img.px, img.c, steps, mean);
+    let n = (img.w as u64 * img.h as u64).max(1);
+    ((sum as f64 / n as f64) + 0.5).floor() as f32
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn steps_avx2(px: &mut [u8], c: usize, steps: &[Step], sum: bool) -> u64 {
+    steps_kernel(px, c, steps, sum)
+}
+
+/// The body of [`run_steps`]: per block, each step is one flat loop over the bytes (the
+/// saturation's gray levels spread to one per byte first), which the compiler vectorises.
+/// Returns the sum of the result's gray levels when `sum`.
+#[inline(always)]
+fn steps_kernel(px: &mut [u8], c: usize, steps: &[Step], sum: bool) -> u64 {
+    let mut total = 0u64;
+    let mut gray = [0f32; 3 * BLOCK];
+    for block in px.chunks_mut(3 * BLOCK) {
+        for step in steps {
+            match *step {
+                Step::Brightness(f) => {
+                    for v in block.iter_mut() {
+                        *v = blend_u8(*v as f32 * f);
+                    }
+                }
+                Step::Contrast(f, m) => {
+                    for v in block.iter_mut() {
+                        *v = blend_u8(m + f * (*v as f32 - m));
+                    }
+                }
+                Step::Saturation(f) => {
+                    for (g, p) in gray.chunks_exact_mut(3).zip(block.chunks_exact(3)) {
+                        g.fill(luma(p[0], p[1], p[2]) as f32);
+                    }
+                    for (v, &g) in block.iter_mut().zip(&gray) {
+                        *v = blend_u8(g + f * (*v as f32 - g));
+                    }
+                }
+            }
+        }
+        if sum {
+            let s: u32 = if c == 3 {
+                block
+                    .chunks_exact(3)
+                    .map(|p| luma(p[0], p[1], p[2]) as u32)
+                    .sum()
+            } else {
+                block.iter().map(|&v| v as u32).sum()
+            };
+            total += s as u64;
+        }
+    }
+    total
 }
 
 /// Rotates the hue by `shift` turns (in [-0.5, 0.5]) through HSV.
@@ -168,15 +240,33 @@ impl Transform for ColorJitter {
         } else {
             0.0
         };
+        // Consecutive steps run in one pass over the pixels; contrast needs the mean gray
+        // level of what it receives, so the steps before it run first (with the mean taken
+        // in the same pass).
+        // Each step occurs once, so three slots hold the pending ones.
+        let mut pending = [Step::Brightness(1.0); 3];
+        let mut n = 0;
         for op in order {
-            match op {
-                0 if b != 1.0 => adjust_brightness(&mut img, b),
-                1 if c != 1.0 => adjust_contrast(&mut img, c),
-                2 if s != 1.0 => adjust_saturation(&mut img, s),
-                3 => adjust_hue(&mut img, h),
-                _ => {}
-            }
+            let step = match op {
+                0 if b != 1.0 => Step::Brightness(b),
+                1 if c != 1.0 => {
+                    let mean = run_steps(&mut img, &pending[..n], true);
+                    n = 0;
+                    Step::Contrast(c, mean)
+                }
+                2 if s != 1.0 && img.c == 3 => Step::Saturation(s),
+                3 if h != 0.0 && img.c == 3 => {
+                    run_steps(&mut img, &pending[..n], false);
+                    n = 0;
+                    adjust_hue(&mut img, h);
+                    continue;
+                }
+                _ => continue,
+            };
+            pending[n] = step;
+            n += 1;
         }
+        run_steps(&mut img, &pending[..n], false);
         img
     }
 }
@@ -432,5 +522,96 @@ mod tests {
         let e = Erase { p: 1.0 }.apply(zero, &mut StdRng::seed_from_u64(4));
         let changed = e.px.iter().filter(|&&v| v != 0).count();
         assert!((9..=900 / 3 + 30).contains(&changed), "{changed}");
+    }
+
+    /// torchvision's `ColorJitter` on PIL, step by step: each adjustment a full pass, PIL's
+    /// f32 blend truncated to a byte (the code before the fused kernel).
+    fn reference_jitter(j: &ColorJitter, mut img: Img, rng: &mut StdRng) -> Img {
+        let mut order = [0, 1, 2, 3];
+        order.shuffle(rng);
+        let mut factor = |x: f32| {
+            if x > 0.0 {
+                rng.random_range((1.0 - x).max(0.0)..=1.0 + x)
+            } else {
+                1.0
+            }
+        };
+        let (b, c, s) = (
+            factor(j.brightness),
+            factor(j.contrast),
+            factor(j.saturation),
+        );
+        let h = if j.hue > 0.0 {
+            rng.random_range(-j.hue..=j.hue)
+        } else {
+            0.0
+        };
+        let trunc = |v: f32| v.clamp(0.0, 255.0) as u8;
+        for op in order {
+            match op {
+                0 => img.px.iter_mut().for_each(|v| *v = trunc(*v as f32 * b)),
+                1 => {
+                    let sum: u64 = if img.c == 3 {
+                        let l = |p: &[u8]| luma(p[0], p[1], p[2]) as u64;
+                        img.px.chunks_exact(3).map(l).sum()
+                    } else {
+                        img.px.iter().map(|&v| v as u64).sum()
+                    };
+                    let n = img.w as f64 * img.h as f64;
+                    let m = ((sum as f64 / n) + 0.5).floor() as f32;
+                    img.px
+                        .iter_mut()
+                        .for_each(|v| *v = trunc(m + c * (*v as f32 - m)));
+                }
+                2 if img.c == 3 => {
+                    for p in img.px.chunks_exact_mut(3) {
+                        let g = luma(p[0], p[1], p[2]) as f32;
+                        p.iter_mut()
+                            .for_each(|v| *v = trunc(g + s * (*v as f32 - g)));
+                    }
+                }
+                3 => adjust_hue(&mut img, h),
+                _ => {}
+            }
+        }
+        img
+    }
+
+    #[test]
+    fn fused_jitter_matches_the_steps_one_by_one() {
+        for (x, hue) in [(0.4, 0.0), (0.4, 0.1), (0.9, 0.0), (2.0, 0.3)] {
+            let j = ColorJitter {
+                brightness: x,
+                contrast: x,
+                saturation: x,
+                hue,
+            };
+            for (w, h, c) in [(37, 23, 3), (37, 23, 1), (5, 1, 3)] {
+                let img = noise(w, h, c, w as u64 + c as u64);
+                for seed in 0..200 {
+                    let got = j.apply(img.clone(), &mut StdRng::seed_from_u64(seed));
+                    let want = reference_jitter(&j, img.clone(), &mut StdRng::seed_from_u64(seed));
+                    assert!(got == want, "{x} {hue} {w}x{h}x{c} seed {seed}");
+                }
+            }
+        }
+        // The portable kernel agrees with the one this CPU dispatches to.
+        let img = noise(41, 19, 3, 7);
+        let steps = [
+            Step::Saturation(1.3),
+            Step::Brightness(0.7),
+            Step::Contrast(1.4, 97.0),
+        ];
+        for n in 0..=3 {
+            for sum in [false, true] {
+                let mut a = img.clone();
+                let mean = run_steps(&mut a, &steps[..n], sum);
+                let mut b = img.px.clone();
+                let total = steps_kernel(&mut b, 3, &steps[..n], sum);
+                assert_eq!(a.px, b);
+                let n_px = 41.0 * 19.0;
+                assert_eq!(mean, ((total as f64 / n_px) + 0.5).floor() as f32);
+            }
+        }
     }
 }

@@ -63,13 +63,17 @@ impl Interp {
 }
 
 const PRECISION: u32 = 22;
+/// Rounding offset added to every accumulator (PIL's `1 << (PRECISION - 1)`).
+const HALF: i32 = 1 << (PRECISION - 1);
 
-/// Fixed-point filter taps of one output axis: per output pixel, the first input index and
-/// its weights (PIL's `precompute_coeffs`).
+/// Fixed-point filter taps of one output axis (PIL's `precompute_coeffs`), padded to one
+/// count `k` for all outputs: output `o` reads inputs `start[o]..start[o] + k` (always inside
+/// the input) with weights `w[o * k..(o + 1) * k]`, zero where PIL has no tap. Adding zero
+/// terms leaves the integer sums unchanged, and fixed-length windows make the inner loops
+/// free of edge cases.
 struct Taps {
     start: Vec<usize>,
-    len: Vec<usize>,
-    stride: usize,
+    k: usize,
     w: Vec<i32>,
 }
 
@@ -78,12 +82,9 @@ fn taps(in_size: usize, in0: f64, in1: f64, out: usize, f: Interp) -> Taps {
     let fscale = scale.max(1.0);
     let support = f.support() * fscale;
     let stride = support.ceil() as usize * 2 + 1;
-    let mut t = Taps {
-        start: Vec::with_capacity(out),
-        len: Vec::with_capacity(out),
-        stride,
-        w: vec![0; out * stride],
-    };
+    // PIL's windows: first input and weights of each output.
+    let mut first = Vec::with_capacity(out);
+    let mut pil = vec![0i32; out * stride];
     let mut ws = vec![0f64; stride];
     for o in 0..out {
         let center = in0 + (o as f64 + 0.5) * scale;
@@ -106,19 +107,224 @@ fn taps(in_size: usize, in0: f64, in1: f64, out: usize, f: Interp) -> Taps {
             };
             total += *w;
         }
-        for (dst, &w) in t.w[o * stride..o * stride + n].iter_mut().zip(&ws) {
+        for (dst, &w) in pil[o * stride..o * stride + n].iter_mut().zip(&ws) {
             let v = if total != 0.0 { w / total } else { 0.0 };
             *dst = (v * (1u32 << PRECISION) as f64).round() as i32;
         }
-        t.start.push(lo);
-        t.len.push(n);
+        first.push((lo, n));
+    }
+    // Pad every window to the longest, shifting those at the far edge back inside the input.
+    let k = first.iter().map(|&(_, n)| n).max().unwrap_or(1);
+    let mut t = Taps {
+        start: Vec::with_capacity(out),
+        k,
+        w: vec![0; out * k],
+    };
+    for (o, &(lo, n)) in first.iter().enumerate() {
+        let s = lo.min(in_size - k);
+        let at = o * k + lo - s;
+        t.w[at..at + n].copy_from_slice(&pil[o * stride..o * stride + n]);
+        t.start.push(s);
     }
     t
 }
 
-#[inline]
+#[inline(always)]
 fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION).clamp(0, 255) as u8
+}
+
+/// One row of the horizontal pass, `C` interleaved channels, `K` taps per output.
+#[inline(always)]
+fn h_row<const C: usize, const K: usize>(src: &[u8], dst: &mut [u8], start: &[usize], w: &[i32]) {
+    for ((d, &s), wk) in dst.chunks_exact_mut(C).zip(start).zip(w.chunks_exact(K)) {
+        let px = &src[s * C..(s + K) * C];
+        let mut a = [HALF; C];
+        for k in 0..K {
+            for ch in 0..C {
+                a[ch] += px[k * C + ch] as i32 * wk[k];
+            }
+        }
+        for ch in 0..C {
+            d[ch] = clip8(a[ch]);
+        }
+    }
+}
+
+/// [`h_row`] for RGB in 8 lanes (two outputs of 4 lanes each, the 4th reading the next
+/// pixel's red, ignored), which AVX2 fills. Only the first `fit` outputs (an even number, whose
+/// windows leave that extra byte inside the row) go this way, the rest through [`h_row`].
+#[inline(always)]
+fn h_row_rgb_wide<const K: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    start: &[usize],
+    w: &[i32],
+    fit: usize,
+) {
+    let (head, tail) = dst.split_at_mut(fit * 3);
+    let pairs = head
+        .chunks_exact_mut(6)
+        .zip(start[..fit].chunks_exact(2))
+        .zip(w.chunks_exact(2 * K));
+    for ((d, s), wk) in pairs {
+        let pa = &src[s[0] * 3..(s[0] + K) * 3 + 1];
+        let pb = &src[s[1] * 3..(s[1] + K) * 3 + 1];
+        let mut a = [HALF; 8];
+        for k in 0..K {
+            for ch in 0..4 {
+                a[ch] += pa[k * 3 + ch] as i32 * wk[k];
+                a[4 + ch] += pb[k * 3 + ch] as i32 * wk[K + k];
+            }
+        }
+        for ch in 0..3 {
+            d[ch] = clip8(a[ch]);
+            d[3 + ch] = clip8(a[4 + ch]);
+        }
+    }
+    h_row::<3, K>(src, tail, &start[fit..], &w[fit * K..]);
+}
+
+/// Any channel count and tap count.
+fn h_row_any(src: &[u8], dst: &mut [u8], c: usize, t: &Taps) {
+    for ((d, &s), wk) in dst
+        .chunks_exact_mut(c)
+        .zip(&t.start)
+        .zip(t.w.chunks_exact(t.k))
+    {
+        for (ch, d) in d.iter_mut().enumerate() {
+            let mut acc = HALF;
+            for (p, &wv) in src[s * c..(s + t.k) * c].chunks_exact(c).zip(wk) {
+                acc += p[ch] as i32 * wv;
+            }
+            *d = clip8(acc);
+        }
+    }
+}
+
+/// One output row of the vertical pass with `K` taps: `line` bytes from `K` rows of `mid`
+/// starting at row `r0`.
+#[inline(always)]
+fn v_row<const K: usize>(mid: &[u8], line: usize, r0: usize, w: &[i32], out: &mut [u8]) {
+    let rows: [&[u8]; K] = std::array::from_fn(|k| &mid[(r0 + k) * line..(r0 + k + 1) * line]);
+    let w: [i32; K] = std::array::from_fn(|k| w[k]);
+    for (x, d) in out[..line].iter_mut().enumerate() {
+        let mut a = HALF;
+        for k in 0..K {
+            a += rows[k][x] as i32 * w[k];
+        }
+        *d = clip8(a);
+    }
+}
+
+/// [`v_row`] for any tap count, accumulating row by row in `acc`.
+fn v_row_any(mid: &[u8], line: usize, r0: usize, w: &[i32], out: &mut [u8], acc: &mut Vec<i32>) {
+    acc.clear();
+    acc.resize(line, HALF);
+    for (k, &wk) in w.iter().enumerate() {
+        for (a, &m) in acc
+            .iter_mut()
+            .zip(&mid[(r0 + k) * line..(r0 + k + 1) * line])
+        {
+            *a += m as i32 * wk;
+        }
+    }
+    for (d, &a) in out.iter_mut().zip(acc.iter()) {
+        *d = clip8(a);
+    }
+}
+
+/// Calls `$f::<K>($args)` for the tap counts 1 to 8 (the usual ones: up to 4x bilinear
+/// shrinking), else `$other`.
+macro_rules! by_taps {
+    ($k:expr, $f:ident, ($($args:expr),*), $other:expr) => {
+        match $k {
+            1 => $f::<1>($($args),*),
+            2 => $f::<2>($($args),*),
+            3 => $f::<3>($($args),*),
+            4 => $f::<4>($($args),*),
+            5 => $f::<5>($($args),*),
+            6 => $f::<6>($($args),*),
+            7 => $f::<7>($($args),*),
+            8 => $f::<8>($($args),*),
+            _ => $other,
+        }
+    };
+}
+
+fn h_row_rgb<const K: usize>(src: &[u8], dst: &mut [u8], start: &[usize], w: &[i32]) {
+    h_row::<3, K>(src, dst, start, w)
+}
+
+fn h_row_gray<const K: usize>(src: &[u8], dst: &mut [u8], start: &[usize], w: &[i32]) {
+    h_row::<1, K>(src, dst, start, w)
+}
+
+/// Horizontal pass into `mid` (the input rows the vertical pass reads), then the vertical
+/// pass into `out`. `WIDE` picks the 8-lane RGB kernel, for CPUs with 256-bit vectors.
+#[inline(always)]
+fn passes<const WIDE: bool>(img: &Img, tx: &Taps, ty: &Taps, mid: &mut Vec<u8>, out: &mut [u8]) {
+    let (c, iw) = (img.c, img.w as usize);
+    let line = tx.start.len() * c;
+    let y_first = ty.start[0];
+    let rows = ty.start[ty.start.len() - 1] + ty.k - y_first;
+    mid.clear();
+    mid.resize(rows * line, 0);
+    let src_rows = img.px[y_first * iw * c..].chunks_exact(iw * c);
+    // Outputs, from the first, whose window plus one byte lies inside a row (even count).
+    let fit = tx.start.iter().take_while(|&&s| s + tx.k < iw).count() & !1;
+    for (srow, drow) in src_rows.zip(mid.chunks_exact_mut(line)) {
+        let (s, w) = (&tx.start[..], &tx.w[..]);
+        match c {
+            3 if WIDE => by_taps!(
+                tx.k,
+                h_row_rgb_wide,
+                (srow, drow, s, w, fit),
+                h_row_any(srow, drow, c, tx)
+            ),
+            3 => by_taps!(
+                tx.k,
+                h_row_rgb,
+                (srow, drow, s, w),
+                h_row_any(srow, drow, c, tx)
+            ),
+            1 => by_taps!(
+                tx.k,
+                h_row_gray,
+                (srow, drow, s, w),
+                h_row_any(srow, drow, c, tx)
+            ),
+            _ => h_row_any(srow, drow, c, tx),
+        }
+    }
+    let mut acc = Vec::new();
+    for ((orow, &s), w) in out
+        .chunks_exact_mut(line)
+        .zip(&ty.start)
+        .zip(ty.w.chunks_exact(ty.k))
+    {
+        let r0 = s - y_first;
+        by_taps!(
+            ty.k,
+            v_row,
+            (mid, line, r0, w, orow),
+            v_row_any(mid, line, r0, w, orow, &mut acc)
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn passes_avx2(img: &Img, tx: &Taps, ty: &Taps, mid: &mut Vec<u8>, out: &mut [u8]) {
+    passes::<true>(img, tx, ty, mid, out)
+}
+
+/// Largest [`MID`] buffer kept for the next call, bytes.
+const MID_KEEP: usize = 8 << 20;
+
+thread_local! {
+    /// The horizontal pass's output, kept between calls (no allocation per image).
+    static MID: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Resamples the box `[x0, y0, x1, y1]` (input pixel coordinates, may be fractional) of `img`
@@ -126,68 +332,30 @@ fn clip8(acc: i32) -> u8 {
 /// `PIL.Image.resize(size, filter, box)` up to rounding.
 pub fn resample(img: &Img, rect: [f64; 4], out_w: u32, out_h: u32, f: Interp) -> Img {
     let c = img.c;
-    let (iw, ih) = (img.w as usize, img.h as usize);
     let (ow, oh) = (out_w.max(1) as usize, out_h.max(1) as usize);
-    let tx = taps(iw, rect[0], rect[2], ow, f);
-    let ty = taps(ih, rect[1], rect[3], oh, f);
-    // Only the rows the vertical pass reads.
-    let y_first = ty.start[0];
-    let y_last = (0..oh).map(|o| ty.start[o] + ty.len[o]).max().unwrap_or(1);
-    let rows = y_last - y_first;
-    let mut mid = vec![0u8; rows * ow * c];
-    let src = &img.px;
-    const HALF: i32 = 1 << (PRECISION - 1);
-    for r in 0..rows {
-        let srow = &src[(y_first + r) * iw * c..(y_first + r + 1) * iw * c];
-        let drow = &mut mid[r * ow * c..(r + 1) * ow * c];
-        for o in 0..ow {
-            let w = &tx.w[o * tx.stride..o * tx.stride + tx.len[o]];
-            let base = tx.start[o] * c;
-            let taps = &srow[base..base + w.len() * c];
-            if c == 3 {
-                // The common case, all three channels in one sweep over the taps.
-                let (mut a0, mut a1, mut a2) = (HALF, HALF, HALF);
-                for (p, &wk) in taps.chunks_exact(3).zip(w) {
-                    a0 += p[0] as i32 * wk;
-                    a1 += p[1] as i32 * wk;
-                    a2 += p[2] as i32 * wk;
-                }
-                drow[o * 3] = clip8(a0);
-                drow[o * 3 + 1] = clip8(a1);
-                drow[o * 3 + 2] = clip8(a2);
-            } else {
-                for ch in 0..c {
-                    let mut acc = HALF;
-                    for (p, &wk) in taps.chunks_exact(c).zip(w) {
-                        acc += p[ch] as i32 * wk;
-                    }
-                    drow[o * c + ch] = clip8(acc);
-                }
-            }
+    let tx = taps(img.w as usize, rect[0], rect[2], ow, f);
+    let ty = taps(img.h as usize, rect[1], rect[3], oh, f);
+    let mut px = vec![0u8; oh * ow * c];
+    MID.with_borrow_mut(|mid| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { passes_avx2(img, &tx, &ty, mid, &mut px) };
+        } else {
+            passes::<false>(img, &tx, &ty, mid, &mut px);
         }
-    }
-    let mut out = vec![0u8; oh * ow * c];
-    let line = ow * c;
-    let mut acc = vec![0i32; line];
-    for o in 0..oh {
-        let w = &ty.w[o * ty.stride..o * ty.stride + ty.len[o]];
-        acc.fill(HALF);
-        for (k, &wk) in w.iter().enumerate() {
-            let r = ty.start[o] + k - y_first;
-            let mrow = &mid[r * line..(r + 1) * line];
-            for (a, &m) in acc.iter_mut().zip(mrow) {
-                *a += m as i32 * wk;
-            }
+        #[cfg(not(target_arch = "x86_64"))]
+        passes::<false>(img, &tx, &ty, mid, &mut px);
+        // Keep what one training-size image needs, not the largest resize ever made.
+        if mid.capacity() > MID_KEEP {
+            *mid = Vec::new();
         }
-        for (d, &a) in out[o * line..(o + 1) * line].iter_mut().zip(&acc) {
-            *d = clip8(a);
-        }
-    }
+    });
     Img {
         w: ow as u32,
         h: oh as u32,
         c,
-        px: out,
+        px,
     }
 }
 
@@ -484,5 +652,98 @@ mod tests {
         };
         let r = resize(&two, 4, 1, Interp::Bilinear);
         assert_eq!(r.px, vec![0, 50, 150, 200]);
+    }
+
+    /// PIL's resampling written plainly (per output, its own window; the code before the
+    /// padded, vectorised kernels), against which those must agree bit for bit.
+    fn reference(img: &Img, rect: [f64; 4], ow: usize, oh: usize, f: Interp) -> Vec<u8> {
+        // Unpadded windows: first input and weights of each output, as PIL computes them.
+        let axis = |n: usize, a: f64, b: f64, out: usize| -> Vec<(usize, Vec<i32>)> {
+            let t = taps(n, a, b, out, f);
+            (0..out)
+                .map(|o| {
+                    let w = &t.w[o * t.k..(o + 1) * t.k];
+                    let skip = w.iter().take_while(|&&v| v == 0).count().min(t.k - 1);
+                    let trailing = w.iter().rev().take_while(|&&v| v == 0).count();
+                    let len = (t.k - skip).saturating_sub(trailing);
+                    (t.start[o] + skip, w[skip..skip + len.max(1)].to_vec())
+                })
+                .collect()
+        };
+        let (tx, ty) = (
+            axis(img.w as usize, rect[0], rect[2], ow),
+            axis(img.h as usize, rect[1], rect[3], oh),
+        );
+        let (c, iw) = (img.c, img.w as usize);
+        let mid: Vec<i32> = (0..img.h as usize)
+            .flat_map(|y| {
+                let tx = &tx;
+                (0..ow * c).map(move |i| {
+                    let (s, w) = &tx[i / c];
+                    let acc = w.iter().enumerate().fold(HALF, |a, (k, &wk)| {
+                        a + img.px[(y * iw + s + k) * c + i % c] as i32 * wk
+                    });
+                    clip8(acc) as i32
+                })
+            })
+            .collect();
+        (0..oh * ow * c)
+            .map(|i| {
+                let (s, w) = &ty[i / (ow * c)];
+                let acc = w.iter().enumerate().fold(HALF, |a, (k, &wk)| {
+                    a + mid[(s + k) * ow * c + i % (ow * c)] * wk
+                });
+                clip8(acc)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn padded_kernels_match_the_plain_algorithm() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for (w, h, c) in [
+            (50, 37, 3),
+            (37, 50, 3),
+            (31, 17, 1),
+            (9, 5, 3),
+            (1, 1, 3),
+            (12, 7, 2),
+        ] {
+            let mut px = vec![0u8; w * h * c];
+            rng.fill(&mut px[..]);
+            let img = Img {
+                w: w as u32,
+                h: h as u32,
+                c,
+                px,
+            };
+            for f in [Interp::Nearest, Interp::Bilinear, Interp::Bicubic] {
+                for (ow, oh) in [(22, 22), (7, 5), (1, 1), (3 * w, 2 * h), (w / 5 + 1, 40)] {
+                    for i in 0..6 {
+                        let rect = if i == 0 {
+                            [0.0, 0.0, w as f64, h as f64]
+                        } else {
+                            let x0 = rng.random_range(0.0..w as f64 * 0.7);
+                            let y0 = rng.random_range(0.0..h as f64 * 0.7);
+                            let x1 = rng.random_range(x0 + 0.2..=w as f64);
+                            let y1 = rng.random_range(y0 + 0.2..=h as f64);
+                            [x0, y0, x1, y1]
+                        };
+                        let got = resample(&img, rect, ow as u32, oh as u32, f);
+                        let want = reference(&img, rect, ow, oh, f);
+                        assert!(got.px == want, "{w}x{h}x{c} {f:?} {rect:?} -> {ow}x{oh}");
+                        // The portable kernels too, whatever this CPU dispatches to.
+                        let tx = taps(w, rect[0], rect[2], ow, f);
+                        let ty = taps(h, rect[1], rect[3], oh, f);
+                        let mut narrow = vec![0; want.len()];
+                        passes::<false>(&img, &tx, &ty, &mut Vec::new(), &mut narrow);
+                        assert!(narrow == want, "narrow {w}x{h}x{c} {f:?} {rect:?}");
+                        let mut wide = vec![0; want.len()];
+                        passes::<true>(&img, &tx, &ty, &mut Vec::new(), &mut wide);
+                        assert!(wide == want, "wide {w}x{h}x{c} {f:?} {rect:?}");
+                    }
+                }
+            }
+        }
     }
 }

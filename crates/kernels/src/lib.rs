@@ -1,0 +1,1082 @@
+//! Hand-written CPU kernels for the training hot spots that Burn's `flex` backend computes
+//! slowly (issue 10): 2x2 max pooling and batch normalisation with batch statistics, forward
+//! and backward. They are a Burn backend extension ([`CpuKernels`], implemented for `Flex` and
+//! `Autodiff<Flex>`), so they are nodes of Burn's autodiff graph like its own ops, and they are
+//! used only on the `flex` device (`convnet_nn::fast` decides where they apply).
+//!
+//! - Max pool 2x2/2: one pass that records each window's argmax (2 bits) as it goes; backward
+//!   writes every input gradient once. Burn's pool clips every window's range per output
+//!   element and its backward scatters through 64-bit indices.
+//! - Batch norm: statistics in one pass per channel (shifted sums, so no cancellation), output
+//!   `x * a + b` in a second; backward in two passes (two sums per channel, then
+//!   `dx = k1 * dy + k2 * x + k3`). Burn's default composes ~15 tensor ops with three
+//!   `swap_dims` copies.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, ExtensionType, Flex, TensorMetadata,
+    backend_extension,
+};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// The extension: each method has a `Flex` implementation (inference) and an
+/// `Autodiff<Flex>` one that records the backward pass.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuKernels: Backend {
+    /// Max pool with a 2x2 window and stride 2, no padding, floor mode: `[N, C, H, W]` →
+    /// `[N, C, H / 2, W / 2]`.
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// 2-D convolution (groups 1, dilation 1) as im2col tiles and `gemm` products:
+    /// `x` `[N, C, H, W]`, `weight` `[C_out, C, kh, kw]`, `bias` `[C_out]` (zeros for none),
+    /// `stride` `[sh, sw]`, `padding` `[top, left, bottom, right]` → `[N, C_out, H', W']`.
+    fn conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> FloatTensor<Self>;
+
+    /// Batch normalisation with the batch's own statistics: `x` is `[N, C, ...]`, `gamma` and
+    /// `beta` `[C]`; returns the output and the batch mean and biased variance (`[C]`, not
+    /// differentiated), as Burn's `batch_norm_train`.
+    fn batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BatchNormOut<Self>;
+}
+
+/// What [`CpuKernels::batch_norm_train`] returns.
+#[derive(ExtensionType)]
+pub struct BatchNormOut<B: Backend> {
+    /// The normalised, scaled and shifted input.
+    pub output: FloatTensor<B>,
+    /// Per-channel batch mean, `[C]`.
+    pub mean: FloatTensor<B>,
+    /// Per-channel biased batch variance, `[C]`.
+    pub variance: FloatTensor<B>,
+}
+
+/// `max_pool2x2` on a [`Tensor`] (any `flex` device, with or without autodiff).
+pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::max_pool2x2(x.into_dispatch()))
+}
+
+/// `conv2d` on [`Tensor`]s (see [`CpuKernels::conv2d`]).
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    padding: [usize; 4],
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+/// `batch_norm_train` on [`Tensor`]s: (output, mean, variance).
+pub fn batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let out = <Dispatch as CpuKernels>::batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(out.output),
+        Tensor::from_dispatch(out.mean),
+        Tensor::from_dispatch(out.variance),
+    )
+}
+
+impl CpuKernels for Flex {
+    fn max_pool2x2(x: FlexTensor) -> FlexTensor {
+        pool_forward(&x, false).0
+    }
+
+    fn conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        conv::forward(
+            &x,
+            &weight,
+            &bias,
+            Geometry::new(&x, &weight, stride, padding),
+        )
+    }
+
+    fn batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> BatchNormOut<Self> {
+        let (output, stats) = bn_forward(&x, &gamma, &beta, epsilon);
+        BatchNormOut {
+            output,
+            mean: vector(stats.mean.clone()),
+            variance: vector(stats.variance.clone()),
+        }
+    }
+}
+
+type AdTensor<C> = FloatTensor<Autodiff<Flex, C>>;
+
+impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
+    fn max_pool2x2(x: AdTensor<C>) -> AdTensor<C> {
+        #[derive(Debug)]
+        struct Pool;
+
+        impl Backward<Flex, 1> for Pool {
+            /// Argmax code (0..4) per output element, and the input shape.
+            type State = (Arc<Vec<u8>>, Shape);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [parent] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (argmax, shape) = ops.state;
+                if let Some(node) = parent {
+                    grads.register::<Flex>(node.id, pool_backward(&grad, &argmax, shape));
+                }
+            }
+        }
+
+        match Pool.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let shape = x.primitive().shape();
+                let (y, argmax) = pool_forward(x.primitive(), true);
+                prep.finish((Arc::new(argmax), shape), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(pool_forward(x.primitive(), false).0),
+        }
+    }
+
+    fn conv2d(
+        x: AdTensor<C>,
+        weight: AdTensor<C>,
+        bias: AdTensor<C>,
+        stride: [usize; 2],
+        padding: [usize; 4],
+    ) -> AdTensor<C> {
+        #[derive(Debug)]
+        struct Conv;
+
+        impl Backward<Flex, 3> for Conv {
+            /// Input, weight and the geometry of the forward pass.
+            type State = (FlexTensor, FlexTensor, Geometry);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [px, pw, pb] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x, w, g) = ops.state;
+                let need = [px.is_some(), pw.is_some(), pb.is_some()];
+                let (dx, dw, db) = conv::backward(&grad, &x, &w, g, need);
+                for (parent, d) in [(px, dx), (pw, dw), (pb, db)] {
+                    if let (Some(node), Some(d)) = (parent, d) {
+                        grads.register::<Flex>(node.id, d);
+                    }
+                }
+            }
+        }
+
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let g = Geometry::new(x.primitive(), weight.primitive(), stride, padding);
+        let y = conv::forward(x.primitive(), weight.primitive(), bias.primitive(), g);
+        match Conv.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x.into_primitive(), weight.into_primitive(), g), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn batch_norm_train(
+        x: AdTensor<C>,
+        gamma: AdTensor<C>,
+        beta: AdTensor<C>,
+        epsilon: f64,
+    ) -> BatchNormOut<Self> {
+        #[derive(Debug)]
+        struct Norm;
+
+        impl Backward<Flex, 3> for Norm {
+            /// Input, gamma, and the batch statistics of the forward pass.
+            type State = (FlexTensor, FlexTensor, Arc<Stats>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [px, pgamma, pbeta] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x, gamma, stats) = ops.state;
+                let (dx, dgamma, dbeta) = bn_backward(&grad, &x, &gamma, &stats, px.is_some());
+                if let (Some(node), Some(dx)) = (px, dx) {
+                    grads.register::<Flex>(node.id, dx);
+                }
+                if let Some(node) = pgamma {
+                    grads.register::<Flex>(node.id, dgamma);
+                }
+                if let Some(node) = pbeta {
+                    grads.register::<Flex>(node.id, dbeta);
+                }
+            }
+        }
+
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (output, stats) =
+            bn_forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+        let mean = Self::from_inner(vector(stats.mean.clone()));
+        let variance = Self::from_inner(vector(stats.variance.clone()));
+        let output = match Norm.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = (x.into_primitive(), gamma.into_primitive(), Arc::new(stats));
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        BatchNormOut {
+            output,
+            mean,
+            variance,
+        }
+    }
+}
+
+/// A contiguous f32 view of `t` (copied only when it is strided or offset).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "convnet's CPU kernels take float32");
+    match t.as_slice::<f32>() {
+        Some(_) => t.clone(),
+        None => t.to_contiguous(),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn vector(values: Vec<f32>) -> FlexTensor {
+    let n = values.len();
+    tensor(values, Shape::new([n]))
+}
+
+/// 2x2/2 max pool of an `[N, C, H, W]` tensor; with `record`, also each window's argmax
+/// (0: top left, 1: top right, 2: bottom left, 3: bottom right; the first of equal maxima, a
+/// NaN wins as in PyTorch).
+fn pool_forward(x: &FlexTensor, record: bool) -> (FlexTensor, Vec<u8>) {
+    let x = contiguous(x);
+    let [n, c, h, w] = x.shape().dims();
+    let (ho, wo) = (h / 2, w / 2);
+    let xs = x.as_slice::<f32>().expect("contiguous");
+    let plane = ho * wo;
+    let mut out = vec![0f32; n * c * plane];
+    let mut arg = if record {
+        vec![0u8; n * c * plane]
+    } else {
+        Vec::new()
+    };
+    if plane > 0 {
+        let pool_plane = |p: usize, out: &mut [f32], mut arg: Option<&mut [u8]>| {
+            let src = &xs[p * h * w..(p + 1) * h * w];
+            for oy in 0..ho {
+                let r0 = &src[2 * oy * w..2 * oy * w + 2 * wo];
+                let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * wo];
+                let o = &mut out[oy * wo..(oy + 1) * wo];
+                for ox in 0..wo {
+                    let v = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
+                    let mut best = 0;
+                    for (k, &vk) in v.iter().enumerate().skip(1) {
+                        if vk > v[best] || (vk.is_nan() && !v[best].is_nan()) {
+                            best = k;
+                        }
+                    }
+                    o[ox] = v[best];
+                    if let Some(a) = arg.as_deref_mut() {
+                        a[oy * wo + ox] = best as u8;
+                    }
+                }
+            }
+        };
+        if record {
+            out.par_chunks_mut(plane)
+                .zip(arg.par_chunks_mut(plane))
+                .enumerate()
+                .for_each(|(p, (o, a))| pool_plane(p, o, Some(a)));
+        } else {
+            out.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(p, o)| pool_plane(p, o, None));
+        }
+    }
+    (tensor(out, Shape::new([n, c, ho, wo])), arg)
+}
+
+/// Gradient of [`pool_forward`]: each output gradient goes to its window's argmax; rows and
+/// columns the floor mode dropped get zero.
+fn pool_backward(grad: &FlexTensor, argmax: &[u8], shape: Shape) -> FlexTensor {
+    let grad = contiguous(grad);
+    let gs = grad.as_slice::<f32>().expect("contiguous");
+    let [n, c, h, w] = shape.dims();
+    let (ho, wo) = (h / 2, w / 2);
+    let mut dx = vec![0f32; n * c * h * w];
+    if ho * wo > 0 {
+        dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+            let g = &gs[p * ho * wo..(p + 1) * ho * wo];
+            let a = &argmax[p * ho * wo..(p + 1) * ho * wo];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let k = a[oy * wo + ox] as usize;
+                    d[(2 * oy + k / 2) * w + 2 * ox + k % 2] = g[oy * wo + ox];
+                }
+            }
+        });
+    }
+    tensor(dx, shape)
+}
+
+/// Batch statistics of a forward pass: per channel mean, biased variance and 1/sqrt(var + eps).
+#[derive(Debug)]
+struct Stats {
+    mean: Vec<f32>,
+    variance: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+/// `[N, C, S]` view of an `[N, C, ...]` shape.
+fn ncs(shape: &Shape) -> (usize, usize, usize) {
+    let dims = shape.as_slice();
+    assert!(dims.len() >= 2, "batch norm needs [N, C, ...]");
+    (dims[0], dims[1], dims[2..].iter().product())
+}
+
+/// Sums of `row(i)` over the `n` rows of one channel, in f64 (each row summed in f32 lanes).
+fn channel_sums(n: usize, mut row: impl FnMut(usize) -> [f32; 2]) -> [f64; 2] {
+    let mut total = [0f64; 2];
+    for i in 0..n {
+        let [a, b] = row(i);
+        total[0] += a as f64;
+        total[1] += b as f64;
+    }
+    total
+}
+
+/// Sum of `a` and of `a * a` over a row, in 8 independent lanes so that it vectorises.
+fn row_sums(a: &[f32], shift: f32) -> [f32; 2] {
+    let mut s1 = [0f32; 8];
+    let mut s2 = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for k in 0..8 {
+            let d = ch[k] - shift;
+            s1[k] += d;
+            s2[k] += d * d;
+        }
+    }
+    let mut t1: f32 = s1.iter().sum();
+    let mut t2: f32 = s2.iter().sum();
+    for &v in rest {
+        let d = v - shift;
+        t1 += d;
+        t2 += d * d;
+    }
+    [t1, t2]
+}
+
+/// Sum of `g` and of `g * (x - shift)` over a row, in 8 lanes.
+fn row_dot(g: &[f32], x: &[f32], shift: f32) -> [f32; 2] {
+    let mut s1 = [0f32; 8];
+    let mut s2 = [0f32; 8];
+    let gc = g.chunks_exact(8);
+    let xc = x.chunks_exact(8);
+    let (gr, xr) = (gc.remainder(), xc.remainder());
+    for (gk, xk) in gc.zip(xc) {
+        for k in 0..8 {
+            s1[k] += gk[k];
+            s2[k] += gk[k] * (xk[k] - shift);
+        }
+    }
+    let mut t1: f32 = s1.iter().sum();
+    let mut t2: f32 = s2.iter().sum();
+    for (&gv, &xv) in gr.iter().zip(xr) {
+        t1 += gv;
+        t2 += gv * (xv - shift);
+    }
+    [t1, t2]
+}
+
+fn bn_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+) -> (FlexTensor, Stats) {
+    let x = contiguous(x);
+    let (gamma, beta) = (contiguous(gamma), contiguous(beta));
+    let shape = x.shape();
+    let (n, c, s) = ncs(&shape);
+    let xs = x.as_slice::<f32>().expect("contiguous");
+    let (gs, bs) = (
+        gamma.as_slice::<f32>().unwrap(),
+        beta.as_slice::<f32>().unwrap(),
+    );
+    let m = (n * s) as f64;
+    // Shifted sums (shift = the channel's first value) keep E[x²] - E[x]² from cancelling.
+    let moments: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let shift = xs[ch * s];
+            let [s1, s2] = channel_sums(n, |i| {
+                row_sums(&xs[(i * c + ch) * s..(i * c + ch + 1) * s], shift)
+            });
+            let mean_d = s1 / m;
+            let var = (s2 / m - mean_d * mean_d).max(0.0);
+            ((shift as f64 + mean_d) as f32, var as f32)
+        })
+        .collect();
+    let mean: Vec<f32> = moments.iter().map(|m| m.0).collect();
+    let variance: Vec<f32> = moments.iter().map(|m| m.1).collect();
+    let inv_std: Vec<f32> = variance
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+        .collect();
+    let scale: Vec<f32> = (0..c).map(|ch| gs[ch] * inv_std[ch]).collect();
+    let offset: Vec<f32> = (0..c).map(|ch| bs[ch] - mean[ch] * scale[ch]).collect();
+    let mut out = vec![0f32; n * c * s];
+    if s > 0 {
+        out.par_chunks_mut(c * s).enumerate().for_each(|(i, o)| {
+            let src = &xs[i * c * s..(i + 1) * c * s];
+            for ch in 0..c {
+                let (a, b) = (scale[ch], offset[ch]);
+                for (y, &v) in o[ch * s..(ch + 1) * s]
+                    .iter_mut()
+                    .zip(&src[ch * s..(ch + 1) * s])
+                {
+                    *y = v * a + b;
+                }
+            }
+        });
+    }
+    let stats = Stats {
+        mean,
+        variance,
+        inv_std,
+    };
+    (tensor(out, shape), stats)
+}
+
+/// Gradients of [`bn_forward`] for `x` (when `need_dx`), `gamma` and `beta`.
+fn bn_backward(
+    grad: &FlexTensor,
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    stats: &Stats,
+    need_dx: bool,
+) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+    let (grad, x, gamma) = (contiguous(grad), contiguous(x), contiguous(gamma));
+    let shape = x.shape();
+    let (n, c, s) = ncs(&shape);
+    let (gs, xs) = (
+        grad.as_slice::<f32>().unwrap(),
+        x.as_slice::<f32>().unwrap(),
+    );
+    let gm = gamma.as_slice::<f32>().unwrap();
+    let sums: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let [sg, sgx] = channel_sums(n, |i| {
+                let r = (i * c + ch) * s..(i * c + ch + 1) * s;
+                row_dot(&gs[r.clone()], &xs[r], stats.mean[ch])
+            });
+            (sg as f32, (sgx * stats.inv_std[ch] as f64) as f32)
+        })
+        .collect();
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.0).collect();
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.1).collect();
+    let dx = need_dx.then(|| {
+        let m = (n * s) as f32;
+        // dx = g·σ⁻¹ (dy − Σdy/M − x̂ Σ(dy x̂)/M) = k1 dy + k2 x + k3 per channel.
+        let k: Vec<[f32; 3]> = (0..c)
+            .map(|ch| {
+                let k1 = gm[ch] * stats.inv_std[ch];
+                let k2 = -k1 * stats.inv_std[ch] * dgamma[ch] / m;
+                let k3 = -k1 * dbeta[ch] / m - k2 * stats.mean[ch];
+                [k1, k2, k3]
+            })
+            .collect();
+        let mut dx = vec![0f32; n * c * s];
+        if s > 0 {
+            dx.par_chunks_mut(c * s).enumerate().for_each(|(i, d)| {
+                for ch in 0..c {
+                    let [k1, k2, k3] = k[ch];
+                    let r = i * c * s + ch * s..i * c * s + (ch + 1) * s;
+                    for ((o, &g), &v) in d[ch * s..(ch + 1) * s]
+                        .iter_mut()
+                        .zip(&gs[r.clone()])
+                        .zip(&xs[r])
+                    {
+                        *o = k1 * g + k2 * v + k3;
+                    }
+                }
+            });
+        }
+        tensor(dx, shape.clone())
+    });
+    (dx, vector(dgamma), vector(dbeta))
+}
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    /// Top and left padding (bottom and right only shape `ho`, `wo`).
+    pad: [usize; 2],
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &FlexTensor, w: &FlexTensor, stride: [usize; 2], padding: [usize; 4]) -> Self {
+        let [n, c, h, wi] = x.shape().dims();
+        let [c_out, cw, kh, kw] = w.shape().dims();
+        assert_eq!(c, cw, "conv2d: input has {c} channels, the weight {cw}");
+        let [top, left, bottom, right] = padding;
+        let ho = (h + top + bottom - kh) / stride[0] + 1;
+        let wo = (wi + left + right - kw) / stride[1] + 1;
+        Geometry {
+            n,
+            c,
+            h,
+            w: wi,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad: [top, left],
+            ho,
+            wo,
+        }
+    }
+
+    /// Rows of the im2col matrix (`C * kh * kw`) and output pixels per sample.
+    fn ck(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Whether the im2col matrix of a sample is the sample itself (1x1, stride 1, no padding).
+    fn identity_col(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && self.ho == self.h
+            && self.wo == self.w
+    }
+
+    /// Output pixels per im2col tile: the tile (`C * kh * kw` rows) stays about 1 MiB.
+    fn tile(&self) -> usize {
+        ((1 << 18) / self.ck().max(1)).max(64).min(self.p().max(1))
+    }
+}
+
+/// Convolution as im2col + `gemm`, one sample per task (or, for batches smaller than the
+/// thread count, one sample at a time with the threads inside `gemm`).
+mod conv {
+    use super::{FlexTensor, Geometry, Shape, contiguous, tensor};
+    use gemm::{Parallelism, gemm};
+    use rayon::prelude::*;
+
+    /// Calls `f(q, oy, ox0, len)` for each run of output pixels `p0..p0 + t` that lies on one
+    /// output row: `len` pixels from column `ox0` of row `oy`, at offset `q` in the tile.
+    fn rows(g: &Geometry, p0: usize, t: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let (mut p, end) = (p0, p0 + t);
+        while p < end {
+            let (oy, ox0) = (p / g.wo, p % g.wo);
+            let len = (g.wo - ox0).min(end - p);
+            f(p - p0, oy, ox0, len);
+            p += len;
+        }
+    }
+
+    /// For kernel offset `j` along a row: the output columns `lo..hi` whose input column
+    /// `ox * stride + j - pad` lies inside the image.
+    fn valid_cols(g: &Geometry, j: usize) -> (usize, usize) {
+        let (s, pad) = (g.stride[1], g.pad[1]);
+        let lo = pad.saturating_sub(j).div_ceil(s);
+        let hi = if g.w + pad > j {
+            ((g.w + pad - j - 1) / s + 1).min(g.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// Copies the im2col columns `p0..p0 + t` of sample `x` (`[C, H, W]`) into `col`
+    /// (`[C * kh * kw, t]`, row `(c, i, j)`), zeros where the window leaves the image.
+    fn im2col(g: &Geometry, x: &[f32], p0: usize, t: usize, col: &mut [f32]) {
+        let (sh, sw) = (g.stride[0], g.stride[1]);
+        for c in 0..g.c {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = &mut col[((c * g.kh + i) * g.kw + j) * t..][..t];
+                    let (lo, hi) = valid_cols(g, j);
+                    rows(g, p0, t, |q, oy, ox0, len| {
+                        let dst = &mut row[q..q + len];
+                        let y = (oy * sh + i).wrapping_sub(g.pad[0]);
+                        let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
+                        if y >= g.h || a >= b {
+                            dst.fill(0.0);
+                            return;
+                        }
+                        let src = &x[(c * g.h + y) * g.w..][..g.w];
+                        dst[..a - ox0].fill(0.0);
+                        dst[b - ox0..].fill(0.0);
+                        let first = a * sw + j - g.pad[1];
+                        let out = &mut dst[a - ox0..b - ox0];
+                        match sw {
+                            1 => out.copy_from_slice(&src[first..first + (b - a)]),
+                            _ => out
+                                .iter_mut()
+                                .zip(src[first..].iter().step_by(sw))
+                                .for_each(|(o, &v)| *o = v),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Adds the im2col-shaped gradient `col` (columns `p0..p0 + t`) back into `dx` (`[C, H, W]`).
+    fn col2im(g: &Geometry, col: &[f32], p0: usize, t: usize, dx: &mut [f32]) {
+        let (sh, sw) = (g.stride[0], g.stride[1]);
+        for c in 0..g.c {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = &col[((c * g.kh + i) * g.kw + j) * t..][..t];
+                    let (lo, hi) = valid_cols(g, j);
+                    rows(g, p0, t, |q, oy, ox0, len| {
+                        let y = (oy * sh + i).wrapping_sub(g.pad[0]);
+                        let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
+                        if y >= g.h || a >= b {
+                            return;
+                        }
+                        let dst = &mut dx[(c * g.h + y) * g.w..][..g.w];
+                        let first = a * sw + j - g.pad[1];
+                        let src = &row[q + a - ox0..q + b - ox0];
+                        match sw {
+                            1 => dst[first..first + (b - a)]
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, &v)| *d += v),
+                            _ => dst[first..]
+                                .iter_mut()
+                                .step_by(sw)
+                                .zip(src)
+                                .for_each(|(d, &v)| *d += v),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// `dst (m x n, row stride dst_rs) = [dst +] lhs (m x k) · rhs (k x n)`, each operand given
+    /// by its column and row strides.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        [m, n, k]: [usize; 3],
+        dst: &mut [f32],
+        dst_rs: usize,
+        accumulate: bool,
+        lhs: (&[f32], usize, usize),
+        rhs: (&[f32], usize, usize),
+        par: Parallelism,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(dst.len() >= (m - 1) * dst_rs + n);
+        // SAFETY: the operands are slices whose extents the callers size from the same
+        // geometry (checked above for the destination); gemm reads lhs/rhs and writes dst only
+        // inside the m x k, k x n and m x n index ranges given by the strides.
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs as isize,
+                accumulate,
+                lhs.0.as_ptr(),
+                lhs.1 as isize,
+                lhs.2 as isize,
+                rhs.0.as_ptr(),
+                rhs.1 as isize,
+                rhs.2 as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    }
+
+    /// Samples run as parallel tasks when there are enough of them; otherwise `gemm` itself
+    /// uses the threads.
+    fn parallelism(n: usize) -> (bool, Parallelism) {
+        let threads = rayon::current_num_threads();
+        match n >= threads {
+            true => (true, Parallelism::None),
+            false => (false, Parallelism::Rayon(threads)),
+        }
+    }
+
+    pub(super) fn forward(
+        x: &FlexTensor,
+        w: &FlexTensor,
+        b: &FlexTensor,
+        g: Geometry,
+    ) -> FlexTensor {
+        let (x, w, b) = (contiguous(x), contiguous(w), contiguous(b));
+        let (xs, ws, bs) = (
+            x.as_slice::<f32>().unwrap(),
+            w.as_slice::<f32>().unwrap(),
+            b.as_slice::<f32>().unwrap(),
+        );
+        let (ck, p, tile) = (g.ck(), g.p(), g.tile());
+        let (split, par) = parallelism(g.n);
+        let mut y = vec![0f32; g.n * g.c_out * p];
+        let sample = |col: &mut Vec<f32>, (s, y): (usize, &mut [f32])| {
+            let xn = &xs[s * g.c * g.h * g.w..(s + 1) * g.c * g.h * g.w];
+            for p0 in (0..p).step_by(tile) {
+                let t = tile.min(p - p0);
+                let rhs: &[f32] = if g.identity_col() {
+                    &xn[p0..]
+                } else {
+                    col.resize(ck * t, 0.0);
+                    im2col(&g, xn, p0, t, col);
+                    col
+                };
+                let rs = if g.identity_col() { p } else { t };
+                matmul(
+                    [g.c_out, t, ck],
+                    &mut y[p0..],
+                    p,
+                    false,
+                    (ws, 1, ck),
+                    (rhs, 1, rs),
+                    par,
+                );
+            }
+            for (o, row) in y.chunks_mut(p).enumerate() {
+                row.iter_mut().for_each(|v| *v += bs[o]);
+            }
+        };
+        let per_sample = g.c_out * p;
+        if per_sample > 0 {
+            match split {
+                true => y
+                    .par_chunks_mut(per_sample)
+                    .enumerate()
+                    .for_each_init(Vec::new, sample),
+                false => {
+                    let mut col = Vec::new();
+                    y.chunks_mut(per_sample)
+                        .enumerate()
+                        .for_each(|a| sample(&mut col, a));
+                }
+            }
+        }
+        tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
+    }
+
+    /// Gradients of the input, weight and bias, each computed only where `need` says so.
+    pub(super) fn backward(
+        grad: &FlexTensor,
+        x: &FlexTensor,
+        w: &FlexTensor,
+        g: Geometry,
+        [need_x, need_w, need_b]: [bool; 3],
+    ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+        let (grad, x, w) = (contiguous(grad), contiguous(x), contiguous(w));
+        let (gs, xs, ws) = (
+            grad.as_slice::<f32>().unwrap(),
+            x.as_slice::<f32>().unwrap(),
+            w.as_slice::<f32>().unwrap(),
+        );
+        let (ck, p, tile) = (g.ck(), g.p(), g.tile());
+        let (split, par) = parallelism(g.n);
+        let in_size = g.c * g.h * g.w;
+        let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
+        let wlen = g.c_out * ck;
+        // Per task: weight-gradient and bias-gradient sums, im2col and dcol buffers.
+        type Acc = (Vec<f32>, Vec<f64>, Vec<f32>, Vec<f32>);
+        let init = || -> Acc {
+            (
+                vec![0f32; if need_w { wlen } else { 0 }],
+                vec![0f64; g.c_out],
+                Vec::new(),
+                Vec::new(),
+            )
+        };
+        let sample = |mut acc: Acc, s: usize, dxn: Option<&mut [f32]>| -> Acc {
+            let (dw, db, col, dcol) = &mut acc;
+            let xn = &xs[s * in_size..(s + 1) * in_size];
+            let gn = &gs[s * g.c_out * p..(s + 1) * g.c_out * p];
+            if need_b {
+                for (o, row) in gn.chunks(p).enumerate() {
+                    db[o] += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+            }
+            let mut dxn = dxn;
+            for p0 in (0..p).step_by(tile) {
+                let t = tile.min(p - p0);
+                if need_w {
+                    let (rhs, rs): (&[f32], usize) = if g.identity_col() {
+                        (&xn[p0..], p)
+                    } else {
+                        col.resize(ck * t, 0.0);
+                        im2col(&g, xn, p0, t, col);
+                        (col, t)
+                    };
+                    // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK).
+                    matmul(
+                        [g.c_out, ck, t],
+                        dw,
+                        ck,
+                        true,
+                        (&gn[p0..], 1, p),
+                        (rhs, rs, 1),
+                        par,
+                    );
+                }
+                if let Some(dxn) = dxn.as_deref_mut() {
+                    if g.identity_col() {
+                        // dx tile (C x t) = Wᵀ (C x C_out) · dy tile (C_out x t), written in place.
+                        matmul(
+                            [ck, t, g.c_out],
+                            &mut dxn[p0..],
+                            p,
+                            false,
+                            (ws, ck, 1),
+                            (&gn[p0..], 1, p),
+                            par,
+                        );
+                    } else {
+                        dcol.resize(ck * t, 0.0);
+                        matmul(
+                            [ck, t, g.c_out],
+                            dcol,
+                            t,
+                            false,
+                            (ws, ck, 1),
+                            (&gn[p0..], 1, p),
+                            par,
+                        );
+                        col2im(&g, dcol, p0, t, dxn);
+                    }
+                }
+            }
+            acc
+        };
+        let merge = |mut a: Acc, b: Acc| -> Acc {
+            a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+            a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+            a
+        };
+        let (dw, db, _, _) = match (split, need_x) {
+            (true, true) => dx
+                .par_chunks_mut(in_size)
+                .enumerate()
+                .fold(init, |acc, (s, d)| sample(acc, s, Some(d)))
+                .reduce(init, merge),
+            (true, false) => (0..g.n)
+                .into_par_iter()
+                .fold(init, |acc, s| sample(acc, s, None))
+                .reduce(init, merge),
+            (false, _) => {
+                let mut acc = init();
+                for s in 0..g.n {
+                    let d = if need_x {
+                        Some(&mut dx[s * in_size..(s + 1) * in_size])
+                    } else {
+                        None
+                    };
+                    acc = sample(acc, s, d);
+                }
+                acc
+            }
+        };
+        let shape_x = Shape::new([g.n, g.c, g.h, g.w]);
+        (
+            need_x.then(|| tensor(dx, shape_x)),
+            need_w.then(|| tensor(dw, Shape::new([g.c_out, g.c, g.kh, g.kw]))),
+            need_b.then(|| {
+                tensor(
+                    db.into_iter().map(|v| v as f32).collect(),
+                    Shape::new([g.c_out]),
+                )
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::BatchNormConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// Largest difference relative to the largest magnitude of `reference`.
+    fn rel_diff<const D: usize>(ours: Tensor<D>, reference: Tensor<D>) -> f32 {
+        let scale: f32 = reference.clone().abs().max().into_scalar();
+        max_diff(ours, reference) / scale.max(1e-12)
+    }
+
+    /// Same output and input gradient as Burn's max pool, odd sizes (floor mode) and ties
+    /// (a constant input: Burn and PyTorch send the gradient to the first maximum) included.
+    #[test]
+    fn max_pool_matches_burn() {
+        let d = Device::flex().autodiff();
+        d.seed(3);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        for (shape, constant) in [
+            ([2, 3, 6, 8], false),
+            ([2, 2, 7, 5], false),
+            ([1, 2, 4, 4], true),
+        ] {
+            let x = match constant {
+                true => Tensor::<4>::ones(shape, &d),
+                false => Tensor::<4>::random(shape, Distribution::Default, &d),
+            }
+            .require_grad();
+            let ours = super::max_pool2x2(x.clone());
+            let burn = pool.forward(x.clone());
+            assert_eq!(ours.dims(), burn.dims());
+            assert_eq!(max_diff(ours.clone(), burn.clone()), 0.0);
+            let r = Tensor::<4>::random(ours.dims(), Distribution::Default, &d);
+            let go = (ours * r.clone()).sum().backward();
+            let gb = (burn * r).sum().backward();
+            assert_eq!(max_diff(x.grad(&go).unwrap(), x.grad(&gb).unwrap()), 0.0);
+        }
+        // Without autodiff the same kernel runs.
+        let x = Tensor::<4>::random([1, 1, 4, 6], Distribution::Default, &Device::flex());
+        assert_eq!(
+            max_diff(super::max_pool2x2(x.clone()), pool.forward(x)),
+            0.0
+        );
+    }
+
+    /// Output, batch statistics and the gradients of input, gamma and beta agree with Burn's
+    /// `batch_norm_train`, for maps and for one value per channel (`[N, C, 1, 1]`) and a channel with a large mean (where an
+    /// unshifted E[x²] - E[x]² would cancel).
+    #[test]
+    fn batch_norm_matches_burn() {
+        let d = Device::flex().autodiff();
+        d.seed(5);
+        let eps = BatchNormConfig::new(3).epsilon;
+        for dims in [[4, 3, 5, 6], [16, 3, 1, 1]] {
+            let gamma =
+                Tensor::<1>::random([3], Distribution::Uniform(0.5, 2.0), &d).require_grad();
+            let beta = Tensor::<1>::random([3], Distribution::Default, &d).require_grad();
+            let check = |x: Tensor<4>, tol: f32| {
+                let x = x.require_grad();
+                let (ours, mean, var) =
+                    super::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), eps);
+                let burn = burn::tensor::module::batch_norm_train(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.clone(),
+                    eps,
+                );
+                let dy = rel_diff(ours.clone(), burn.output.clone());
+                let dm = rel_diff(mean, burn.mean);
+                let dv = rel_diff(var, burn.variance);
+                assert!(
+                    dy < tol && dm < tol && dv < tol,
+                    "y {dy} mean {dm} var {dv}"
+                );
+                let r = Tensor::<4>::random(ours.dims(), Distribution::Default, &d);
+                let go = (ours * r.clone()).sum().backward();
+                let gb = (burn.output * r).sum().backward();
+                let dx = rel_diff(x.grad(&go).unwrap(), x.grad(&gb).unwrap());
+                let dg = rel_diff(gamma.grad(&go).unwrap(), gamma.grad(&gb).unwrap());
+                let db = rel_diff(beta.grad(&go).unwrap(), beta.grad(&gb).unwrap());
+                assert!(
+                    dx < tol && dg < tol && db < tol,
+                    "dx {dx} dgamma {dg} dbeta {db}"
+                );
+            };
+            let x = Tensor::<4>::random(dims, Distribution::Default, &d);
+            check(x.clone(), 1e-5);
+            // Near 1000 a float32 input is only known to 6e-5, i.e. 2e-4 after dividing by
+            // its standard deviation (0.29): the two computations differ by that rounding.
+            // (Relative differences: both sides' largest magnitude is the scale.)
+            let offset = Tensor::<1>::from_floats([1000.0, 0.0, -50.0], &d).reshape([1, 3, 1, 1]);
+            check(x + offset, 1e-3);
+        }
+        // Frozen input: only gamma and beta get gradients.
+        let x = Tensor::<4>::random([2, 3, 2, 2], Distribution::Default, &d);
+        let gamma = Tensor::<1>::ones([3], &d).require_grad();
+        let (y, _, _) =
+            super::batch_norm_train(x.clone(), gamma.clone(), Tensor::zeros([3], &d), 1e-5);
+        let g = y.sum().backward();
+        assert!(gamma.grad(&g).is_some() && x.grad(&g).is_none());
+    }
+}
