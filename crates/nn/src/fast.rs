@@ -245,8 +245,9 @@ mod tests {
 
     /// The kernel gives Burn's outputs and gradients (input, weight, bias) up to float
     /// rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels, strides
-    /// 1 and 2, batches larger and smaller than the thread count, and im2col tiles (a 40x40
-    /// input with 64 rows spans several).
+    /// 1 and 2, both formulations (one product over the batch for maps of at most 64 pixels,
+    /// one per sample above), batches larger and smaller than the thread count, and im2col tiles
+    /// (a 40x40 input with 64 rows spans several).
     #[test]
     fn conv2d_matches_burn_forward_and_gradients() {
         let d = Device::flex().autodiff();
@@ -259,6 +260,7 @@ mod tests {
             (3, 2, 3, [2, 3], 1, (0, 1, 1, 0), false, [9, 7]),
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
+            (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
         ] {
             let conv = Conv2dConfig::new([ci, co], k)
                 .with_stride([stride, stride])
