@@ -22,20 +22,17 @@ fn bench(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
 
+/// `bench` of one untimed-warm-up-free step of batch 2 on one thread, plus `args`.
+fn tiny(model: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--model", model, "--steps", "1", "--warmup", "0"];
+    all.extend(["--batch-size", "2", "--threads", "1"]);
+    all.extend(args);
+    bench(&all)
+}
+
 #[test]
 fn train_step_with_adam_reports_throughput_and_memory() {
-    let v = bench(&[
-        "--model",
-        "mnist-cnn",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--batch-size",
-        "2",
-        "--threads",
-        "1",
-    ]);
+    let v = tiny("mnist-cnn", &[]);
     assert_eq!(v["mode"], "train");
     assert_eq!(v["optimizer"], "adam");
     assert_eq!(v["input"], serde_json::json!([1, 28, 28]));
@@ -50,46 +47,27 @@ fn train_step_with_adam_reports_throughput_and_memory() {
 
 #[test]
 fn input_size_channels_classes_and_sgd_are_honoured() {
-    let v = bench(&[
-        "--model",
+    let v = tiny(
         "small-cnn",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--batch-size",
-        "2",
-        "--threads",
-        "1",
-        "--input-size",
-        "12x16",
-        "--in-channels",
-        "3",
-        "--num-classes",
-        "5",
-        "--optimizer",
-        "sgd",
-        "--momentum",
-        "0.9",
-    ]);
+        &[
+            "--input-size",
+            "12x16",
+            "--in-channels",
+            "3",
+            "--num-classes",
+            "5",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.9",
+        ],
+    );
     assert_eq!(v["optimizer"], "sgd");
     assert_eq!(v["input"], serde_json::json!([3, 12, 16]));
     assert_eq!(v["classes"], 5);
     assert!(v["images_per_sec"].as_f64().unwrap() > 0.0, "{v}");
 
-    let v = bench(&[
-        "--model",
-        "small-cnn",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--batch-size",
-        "2",
-        "--threads",
-        "1",
-        "--inference",
-    ]);
+    let v = tiny("small-cnn", &["--inference"]);
     assert_eq!(v["mode"], "inference");
     assert!(v["optimizer"].is_null());
     assert!(v["images_per_sec"].as_f64().unwrap() > 0.0, "{v}");

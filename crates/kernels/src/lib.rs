@@ -643,57 +643,59 @@ mod conv {
     use gemm::{Parallelism, gemm};
     use rayon::prelude::*;
 
-    /// Calls `f(q, oy, ox0, len)` for each run of output pixels `p0..p0 + t` that lies on one
-    /// output row: `len` pixels from column `ox0` of row `oy`, at offset `q` in the tile.
-    fn rows(g: &Geometry, p0: usize, t: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
-        let (mut p, end) = (p0, p0 + t);
-        while p < end {
-            let (oy, ox0) = (p / g.wo, p % g.wo);
-            let len = (g.wo - ox0).min(end - p);
-            f(p - p0, oy, ox0, len);
-            p += len;
-        }
-    }
-
-    /// For kernel offset `j` along a row: the output columns `lo..hi` whose input column
-    /// `ox * stride + j - pad` lies inside the image.
-    fn valid_cols(g: &Geometry, j: usize) -> (usize, usize) {
+    /// For kernel offset `(i, j)` and the tile's output pixels `p0..p0 + t`: calls
+    /// `f(q, len, inside)` for each run of `len` pixels on one output row, starting at offset
+    /// `q` of the tile. `inside` is `Some((a, b, y, first))` when pixels `a..b` of the run
+    /// (relative to its start) read input row `y` from column `first` on, one every stride;
+    /// the others fall in the padding.
+    fn windows(
+        g: &Geometry,
+        [i, j]: [usize; 2],
+        p0: usize,
+        t: usize,
+        mut f: impl FnMut(usize, usize, Option<(usize, usize, usize, usize)>),
+    ) {
         let (s, pad) = (g.stride[1], g.pad[1]);
+        // Output columns lo..hi read an input column inside the image.
         let lo = pad.saturating_sub(j).div_ceil(s);
         let hi = if g.w + pad > j {
             ((g.w + pad - j - 1) / s + 1).min(g.wo)
         } else {
             0
         };
-        (lo.min(hi), hi)
+        let (mut p, end) = (p0, p0 + t);
+        while p < end {
+            let (oy, ox0) = (p / g.wo, p % g.wo);
+            let len = (g.wo - ox0).min(end - p);
+            let y = (oy * g.stride[0] + i).wrapping_sub(g.pad[0]);
+            let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
+            let inside = (y < g.h && a < b).then(|| (a - ox0, b - ox0, y, a * s + j - pad));
+            f(p - p0, len, inside);
+            p += len;
+        }
     }
 
     /// Copies the im2col columns `p0..p0 + t` of sample `x` (`[C, H, W]`) into `col`
     /// (`C * kh * kw` rows `(c, i, j)` of `t` values, `ld` apart), zeros where the window
     /// leaves the image.
     fn im2col(g: &Geometry, x: &[f32], p0: usize, t: usize, col: &mut [f32], ld: usize) {
-        let (sh, sw) = (g.stride[0], g.stride[1]);
+        let sw = g.stride[1];
         for c in 0..g.c {
             for i in 0..g.kh {
                 for j in 0..g.kw {
                     let row = &mut col[((c * g.kh + i) * g.kw + j) * ld..][..t];
-                    let (lo, hi) = valid_cols(g, j);
-                    rows(g, p0, t, |q, oy, ox0, len| {
+                    windows(g, [i, j], p0, t, |q, len, inside| {
                         let dst = &mut row[q..q + len];
-                        let y = (oy * sh + i).wrapping_sub(g.pad[0]);
-                        let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
-                        if y >= g.h || a >= b {
+                        let Some((a, b, y, first)) = inside else {
                             dst.fill(0.0);
                             return;
-                        }
+                        };
+                        dst[..a].fill(0.0);
+                        dst[b..].fill(0.0);
                         let src = &x[(c * g.h + y) * g.w..][..g.w];
-                        dst[..a - ox0].fill(0.0);
-                        dst[b - ox0..].fill(0.0);
-                        let first = a * sw + j - g.pad[1];
-                        let out = &mut dst[a - ox0..b - ox0];
                         match sw {
-                            1 => out.copy_from_slice(&src[first..first + (b - a)]),
-                            _ => out
+                            1 => dst[a..b].copy_from_slice(&src[first..first + (b - a)]),
+                            _ => dst[a..b]
                                 .iter_mut()
                                 .zip(src[first..].iter().step_by(sw))
                                 .for_each(|(o, &v)| *o = v),
@@ -707,32 +709,22 @@ mod conv {
     /// Adds the im2col-shaped gradient `col` (columns `p0..p0 + t`, rows `ld` apart) back into
     /// `dx` (`[C, H, W]`).
     fn col2im(g: &Geometry, col: &[f32], p0: usize, t: usize, dx: &mut [f32], ld: usize) {
-        let (sh, sw) = (g.stride[0], g.stride[1]);
+        let sw = g.stride[1];
         for c in 0..g.c {
             for i in 0..g.kh {
                 for j in 0..g.kw {
                     let row = &col[((c * g.kh + i) * g.kw + j) * ld..][..t];
-                    let (lo, hi) = valid_cols(g, j);
-                    rows(g, p0, t, |q, oy, ox0, len| {
-                        let y = (oy * sh + i).wrapping_sub(g.pad[0]);
-                        let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
-                        if y >= g.h || a >= b {
+                    windows(g, [i, j], p0, t, |q, _, inside| {
+                        let Some((a, b, y, first)) = inside else {
                             return;
-                        }
+                        };
                         let dst = &mut dx[(c * g.h + y) * g.w..][..g.w];
-                        let first = a * sw + j - g.pad[1];
-                        let src = &row[q + a - ox0..q + b - ox0];
-                        match sw {
-                            1 => dst[first..first + (b - a)]
-                                .iter_mut()
-                                .zip(src)
-                                .for_each(|(d, &v)| *d += v),
-                            _ => dst[first..]
-                                .iter_mut()
-                                .step_by(sw)
-                                .zip(src)
-                                .for_each(|(d, &v)| *d += v),
-                        }
+                        let src = &row[q + a..q + b];
+                        dst[first..]
+                            .iter_mut()
+                            .step_by(sw)
+                            .zip(src)
+                            .for_each(|(d, &v)| *d += v);
                     });
                 }
             }

@@ -219,8 +219,11 @@ pub struct ColorJitter {
     pub hue: f32,
 }
 
-impl Transform for ColorJitter {
-    fn apply(&self, mut img: Img, rng: &mut StdRng) -> Img {
+impl ColorJitter {
+    /// The random order of the four adjustments (0 brightness, 1 contrast, 2 saturation,
+    /// 3 hue) and their factors, drawn as torchvision's `ColorJitter.get_params` does; a
+    /// factor of 1 (hue 0) means the step is skipped.
+    fn draw(&self, rng: &mut StdRng) -> ([usize; 4], [f32; 4]) {
         let mut order = [0, 1, 2, 3];
         order.shuffle(rng);
         let mut factor = |x: f32| {
@@ -240,6 +243,13 @@ impl Transform for ColorJitter {
         } else {
             0.0
         };
+        (order, [b, c, s, h])
+    }
+}
+
+impl Transform for ColorJitter {
+    fn apply(&self, mut img: Img, rng: &mut StdRng) -> Img {
+        let (order, [b, c, s, h]) = self.draw(rng);
         // Consecutive steps run in one pass over the pixels; contrast needs the mean gray
         // level of what it receives, so the steps before it run first (with the mean taken
         // in the same pass).
@@ -527,25 +537,7 @@ mod tests {
     /// torchvision's `ColorJitter` on PIL, step by step: each adjustment a full pass, PIL's
     /// f32 blend truncated to a byte (the code before the fused kernel).
     fn reference_jitter(j: &ColorJitter, mut img: Img, rng: &mut StdRng) -> Img {
-        let mut order = [0, 1, 2, 3];
-        order.shuffle(rng);
-        let mut factor = |x: f32| {
-            if x > 0.0 {
-                rng.random_range((1.0 - x).max(0.0)..=1.0 + x)
-            } else {
-                1.0
-            }
-        };
-        let (b, c, s) = (
-            factor(j.brightness),
-            factor(j.contrast),
-            factor(j.saturation),
-        );
-        let h = if j.hue > 0.0 {
-            rng.random_range(-j.hue..=j.hue)
-        } else {
-            0.0
-        };
+        let (order, [b, c, s, h]) = j.draw(rng);
         let trunc = |v: f32| v.clamp(0.0, 255.0) as u8;
         for op in order {
             match op {
