@@ -732,6 +732,8 @@ fn recipe_file_with_command_line_overrides_and_the_training_toolbox() {
             recipe.to_str().unwrap(),
             "--epochs",
             "1",
+            "--augment",
+            "none",
             "--out",
             "run",
         ],
@@ -745,6 +747,7 @@ fn recipe_file_with_command_line_overrides_and_the_training_toolbox() {
             .unwrap();
     // The command line wins over the recipe; the rest of the recipe is kept.
     assert_eq!(config["epochs"], 1);
+    assert!(config["data"]["augment"].is_null(), "{config}");
     assert_eq!(config["model"]["name"], "mnist-cnn");
     assert_eq!(config["optimizer"]["kind"], "adamw");
     assert_eq!(config["schedule"]["kind"], "cosine");

@@ -194,7 +194,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// Training augmentation: a spec (`hflip,shift=0.1,rotate=15`) or a preset
-    /// (`imagenet-train`, `keras-seed001`, …); `convnet augment` previews it.
+    /// (`imagenet-train`, `keras-seed001`, …); `convnet augment` previews it. `none` turns off
+    /// a recipe's augmentation.
     #[arg(long)]
     pub augment: Option<String>,
     /// Keep at most N training images per class (a seeded, class-balanced subset; e.g.
@@ -382,9 +383,9 @@ fn config_from(a: &Args) -> Result<TrainingConfig> {
             class_map: a.class_map.clone(),
             val_split: a.val_split,
             workers: a.workers,
-            augment: match &a.augment {
+            augment: match a.augment.as_deref().map(str::trim) {
+                None | Some("none") => None,
                 Some(spec) => Some(convnet_data::Augment::parse(spec)?.spec().to_string()),
-                None => None,
             },
             per_class: a.per_class,
             strict: a.strict,
