@@ -48,12 +48,15 @@ pub trait CpuKernels: Backend {
 
     /// Batch normalisation with the batch's own statistics: `x` is `[N, C, ...]`, `gamma` and
     /// `beta` `[C]`; returns the output and the batch mean and biased variance (`[C]`, not
-    /// differentiated), as Burn's `batch_norm_train`.
+    /// differentiated), as Burn's `batch_norm_train`. With `relu` the output is `max(0, ·)`:
+    /// batch norm and the ReLU after it in one pass, the ReLU's mask applied to the gradient
+    /// in the backward.
     fn batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> BatchNormOut<Self>;
 }
 
@@ -90,18 +93,21 @@ pub fn conv2d(
     ))
 }
 
-/// `batch_norm_train` on [`Tensor`]s: (output, mean, variance).
+/// `batch_norm_train` on [`Tensor`]s (see [`CpuKernels::batch_norm_train`]): (output, mean,
+/// variance).
 pub fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    relu: bool,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     let out = <Dispatch as CpuKernels>::batch_norm_train(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
+        relu,
     );
     (
         Tensor::from_dispatch(out.output),
@@ -135,8 +141,9 @@ impl CpuKernels for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        relu: bool,
     ) -> BatchNormOut<Self> {
-        let (output, stats) = bn_forward(&x, &gamma, &beta, epsilon);
+        let (output, stats) = bn_forward(&x, &gamma, &beta, epsilon, relu);
         BatchNormOut {
             output,
             mean: vector(stats.mean.clone()),
@@ -230,6 +237,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         gamma: AdTensor<C>,
         beta: AdTensor<C>,
         epsilon: f64,
+        relu: bool,
     ) -> BatchNormOut<Self> {
         #[derive(Debug)]
         struct Norm;
@@ -261,8 +269,13 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         }
 
         let nodes = [x.node(), gamma.node(), beta.node()];
-        let (output, stats) =
-            bn_forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
+        let (output, stats) = bn_forward(
+            x.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            epsilon,
+            relu,
+        );
         let mean = Self::from_inner(vector(stats.mean.clone()));
         let variance = Self::from_inner(vector(stats.variance.clone()));
         let output = match Norm.prepare::<C>(nodes).compute_bound().stateful() {
@@ -378,6 +391,10 @@ struct Stats {
     mean: Vec<f32>,
     variance: Vec<f32>,
     inv_std: Vec<f32>,
+    /// Per channel `a` and `b` of the output `x·a + b`, and whether a ReLU followed it.
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    relu: bool,
 }
 
 /// `[N, C, S]` view of an `[N, C, ...]` shape.
@@ -448,6 +465,7 @@ fn bn_forward(
     gamma: &FlexTensor,
     beta: &FlexTensor,
     eps: f64,
+    relu: bool,
 ) -> (FlexTensor, Stats) {
     let x = contiguous(x);
     let (gamma, beta) = (contiguous(gamma), contiguous(beta));
@@ -492,6 +510,11 @@ fn bn_forward(
                 {
                     *y = v * a + b;
                 }
+                if relu {
+                    o[ch * s..(ch + 1) * s]
+                        .iter_mut()
+                        .for_each(|y| *y = y.max(0.0));
+                }
             }
         });
     }
@@ -499,6 +522,9 @@ fn bn_forward(
         mean,
         variance,
         inv_std,
+        scale,
+        offset,
+        relu,
     };
     (tensor(out, shape), stats)
 }
@@ -518,6 +544,26 @@ fn bn_backward(
         grad.as_slice::<f32>().unwrap(),
         x.as_slice::<f32>().unwrap(),
     );
+    // After a fused ReLU: the gradient where the output was positive (the forward's own
+    // arithmetic, so the mask is exactly its), zero elsewhere.
+    let masked: Vec<f32>;
+    let gs = match stats.relu {
+        false => gs,
+        true => {
+            let mut m = vec![0f32; gs.len()];
+            if s > 0 {
+                m.par_chunks_mut(s).enumerate().for_each(|(row, o)| {
+                    let (ch, r) = (row % c, row * s..(row + 1) * s);
+                    let (a, b) = (stats.scale[ch], stats.offset[ch]);
+                    for ((o, &g), &v) in o.iter_mut().zip(&gs[r.clone()]).zip(&xs[r]) {
+                        *o = if v * a + b > 0.0 { g } else { 0.0 };
+                    }
+                });
+            }
+            masked = m;
+            &masked
+        }
+    };
     let gm = gamma.as_slice::<f32>().unwrap();
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
@@ -643,91 +689,150 @@ mod conv {
     use gemm::{Parallelism, gemm};
     use rayon::prelude::*;
 
-    /// For kernel offset `(i, j)` and the tile's output pixels `p0..p0 + t`: calls
-    /// `f(q, len, inside)` for each run of `len` pixels on one output row, starting at offset
-    /// `q` of the tile. `inside` is `Some((a, b, y, first))` when pixels `a..b` of the run
-    /// (relative to its start) read input row `y` from column `first` on, one every stride;
-    /// the others fall in the padding.
-    fn windows(
+    /// One run of output pixels on one output row, for one kernel tap: it starts at offset `q`
+    /// of the tile and is `len` long; `inside` is `Some((a, b, y, first))` when pixels `a..b`
+    /// of the run (relative to its start) read input row `y` from column `first` on, one every
+    /// stride; the others fall in the padding.
+    #[derive(Debug, Clone, Copy)]
+    struct Run {
+        q: usize,
+        len: usize,
+        inside: Option<(usize, usize, usize, usize)>,
+    }
+
+    /// The runs of every kernel tap (index `i * kw + j`) over the output pixels `p0..p0 + t`:
+    /// the padding and stride arithmetic done once per tile, then replayed for every channel
+    /// and sample by [`im2col_channel`] and [`col2im_channel`].
+    struct Plan {
+        runs: Vec<Vec<Run>>,
+    }
+
+    impl Plan {
+        fn new(g: &Geometry, p0: usize, t: usize) -> Self {
+            let (s, pad) = (g.stride[1], g.pad[1]);
+            let runs = (0..g.kh * g.kw)
+                .map(|tap| {
+                    let (i, j) = (tap / g.kw, tap % g.kw);
+                    // Output columns lo..hi read an input column inside the image.
+                    let lo = pad.saturating_sub(j).div_ceil(s);
+                    let hi = if g.w + pad > j {
+                        ((g.w + pad - j - 1) / s + 1).min(g.wo)
+                    } else {
+                        0
+                    };
+                    let (mut p, end, mut runs) = (p0, p0 + t, Vec::new());
+                    while p < end {
+                        let (oy, ox0) = (p / g.wo, p % g.wo);
+                        let len = (g.wo - ox0).min(end - p);
+                        let y = (oy * g.stride[0] + i).wrapping_sub(g.pad[0]);
+                        let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
+                        let inside =
+                            (y < g.h && a < b).then(|| (a - ox0, b - ox0, y, a * s + j - pad));
+                        runs.push(Run {
+                            q: p - p0,
+                            len,
+                            inside,
+                        });
+                        p += len;
+                    }
+                    runs
+                })
+                .collect();
+            Plan { runs }
+        }
+
+        /// Every tap, in order.
+        fn all(&self) -> Vec<usize> {
+            (0..self.runs.len()).collect()
+        }
+
+        /// The taps that read at least one input pixel: on maps as small as the kernel's
+        /// reach (ResNet's last stage at 1x1), the others read only padding, so their im2col
+        /// rows are zero and their products can be skipped.
+        fn live(&self) -> Vec<usize> {
+            (0..self.runs.len())
+                .filter(|&tap| self.runs[tap].iter().any(|r| r.inside.is_some()))
+                .collect()
+        }
+    }
+
+    /// Copies one channel `xc` (`[H, W]`) into its im2col rows, one per tap of `taps`, `ld`
+    /// apart in `rows`: zeros where the window leaves the image.
+    fn im2col_channel(
         g: &Geometry,
-        [i, j]: [usize; 2],
-        p0: usize,
-        t: usize,
-        mut f: impl FnMut(usize, usize, Option<(usize, usize, usize, usize)>),
+        plan: &Plan,
+        taps: &[usize],
+        xc: &[f32],
+        rows: &mut [f32],
+        ld: usize,
     ) {
-        let (s, pad) = (g.stride[1], g.pad[1]);
-        // Output columns lo..hi read an input column inside the image.
-        let lo = pad.saturating_sub(j).div_ceil(s);
-        let hi = if g.w + pad > j {
-            ((g.w + pad - j - 1) / s + 1).min(g.wo)
-        } else {
-            0
-        };
-        let (mut p, end) = (p0, p0 + t);
-        while p < end {
-            let (oy, ox0) = (p / g.wo, p % g.wo);
-            let len = (g.wo - ox0).min(end - p);
-            let y = (oy * g.stride[0] + i).wrapping_sub(g.pad[0]);
-            let (a, b) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
-            let inside = (y < g.h && a < b).then(|| (a - ox0, b - ox0, y, a * s + j - pad));
-            f(p - p0, len, inside);
-            p += len;
+        let sw = g.stride[1];
+        for (l, &tap) in taps.iter().enumerate() {
+            let row = &mut rows[l * ld..];
+            for &Run { q, len, inside } in &plan.runs[tap] {
+                let dst = &mut row[q..q + len];
+                let Some((a, b, y, first)) = inside else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                dst[..a].fill(0.0);
+                dst[b..].fill(0.0);
+                let src = &xc[y * g.w..][..g.w];
+                match sw {
+                    1 => dst[a..b].copy_from_slice(&src[first..first + (b - a)]),
+                    _ => dst[a..b]
+                        .iter_mut()
+                        .zip(src[first..].iter().step_by(sw))
+                        .for_each(|(o, &v)| *o = v),
+                }
+            }
+        }
+    }
+
+    /// Adds one channel's im2col-shaped gradient rows (one per tap of `taps`, `ld` apart) back
+    /// into `dxc` (`[H, W]`).
+    fn col2im_channel(
+        g: &Geometry,
+        plan: &Plan,
+        taps: &[usize],
+        rows: &[f32],
+        dxc: &mut [f32],
+        ld: usize,
+    ) {
+        let sw = g.stride[1];
+        for (l, &tap) in taps.iter().enumerate() {
+            let row = &rows[l * ld..];
+            for &Run { q, inside, .. } in &plan.runs[tap] {
+                let Some((a, b, y, first)) = inside else {
+                    continue;
+                };
+                let dst = &mut dxc[y * g.w..][..g.w];
+                dst[first..]
+                    .iter_mut()
+                    .step_by(sw)
+                    .zip(&row[q + a..q + b])
+                    .for_each(|(d, &v)| *d += v);
+            }
         }
     }
 
     /// Copies the im2col columns `p0..p0 + t` of sample `x` (`[C, H, W]`) into `col`
-    /// (`C * kh * kw` rows `(c, i, j)` of `t` values, `ld` apart), zeros where the window
-    /// leaves the image.
+    /// (`C * kh * kw` rows `(c, i, j)` of `t` values, `ld` apart).
     fn im2col(g: &Geometry, x: &[f32], p0: usize, t: usize, col: &mut [f32], ld: usize) {
-        let sw = g.stride[1];
+        let (plan, hw, k) = (Plan::new(g, p0, t), g.h * g.w, g.kh * g.kw);
+        let taps = plan.all();
         for c in 0..g.c {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let row = &mut col[((c * g.kh + i) * g.kw + j) * ld..][..t];
-                    windows(g, [i, j], p0, t, |q, len, inside| {
-                        let dst = &mut row[q..q + len];
-                        let Some((a, b, y, first)) = inside else {
-                            dst.fill(0.0);
-                            return;
-                        };
-                        dst[..a].fill(0.0);
-                        dst[b..].fill(0.0);
-                        let src = &x[(c * g.h + y) * g.w..][..g.w];
-                        match sw {
-                            1 => dst[a..b].copy_from_slice(&src[first..first + (b - a)]),
-                            _ => dst[a..b]
-                                .iter_mut()
-                                .zip(src[first..].iter().step_by(sw))
-                                .for_each(|(o, &v)| *o = v),
-                        }
-                    });
-                }
-            }
+            im2col_channel(g, &plan, &taps, &x[c * hw..], &mut col[c * k * ld..], ld);
         }
     }
 
     /// Adds the im2col-shaped gradient `col` (columns `p0..p0 + t`, rows `ld` apart) back into
     /// `dx` (`[C, H, W]`).
     fn col2im(g: &Geometry, col: &[f32], p0: usize, t: usize, dx: &mut [f32], ld: usize) {
-        let sw = g.stride[1];
+        let (plan, hw, k) = (Plan::new(g, p0, t), g.h * g.w, g.kh * g.kw);
+        let taps = plan.all();
         for c in 0..g.c {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let row = &col[((c * g.kh + i) * g.kw + j) * ld..][..t];
-                    windows(g, [i, j], p0, t, |q, _, inside| {
-                        let Some((a, b, y, first)) = inside else {
-                            return;
-                        };
-                        let dst = &mut dx[(c * g.h + y) * g.w..][..g.w];
-                        let src = &row[q + a..q + b];
-                        dst[first..]
-                            .iter_mut()
-                            .step_by(sw)
-                            .zip(src)
-                            .for_each(|(d, &v)| *d += v);
-                    });
-                }
-            }
+            col2im_channel(g, &plan, &taps, &col[c * k * ld..], &mut dx[c * hw..], ld);
         }
     }
 
@@ -785,22 +890,77 @@ mod conv {
         }
     }
 
-    /// The whole batch's im2col matrix, `[C * kh * kw, N * P]` (sample `s` in columns
-    /// `s * P..(s + 1) * P`).
-    fn batch_col(g: &Geometry, xs: &[f32]) -> Vec<f32> {
-        let (p, np, in_size) = (g.p(), g.n * g.p(), g.c * g.h * g.w);
-        let mut col = vec![0f32; g.ck() * np];
-        for s in 0..g.n {
-            im2col(g, &xs[s * in_size..], 0, p, &mut col[s * p..], np);
+    /// A batch-wide im2col layout: the taps kept (those that read the image) and the weight
+    /// with only their columns, `[C_out, C * taps]` (the weight itself when every tap is kept).
+    struct Batched<'a> {
+        plan: Plan,
+        taps: Vec<usize>,
+        w: std::borrow::Cow<'a, [f32]>,
+    }
+
+    impl<'a> Batched<'a> {
+        fn new(g: &Geometry, ws: &'a [f32]) -> Self {
+            let plan = Plan::new(g, 0, g.p());
+            // (At least one tap, zeros, when the whole output reads padding.)
+            let taps = Some(plan.live())
+                .filter(|t| !t.is_empty())
+                .unwrap_or(vec![0]);
+            let k = g.kh * g.kw;
+            let w = match taps.len() == k {
+                true => std::borrow::Cow::Borrowed(ws),
+                false => std::borrow::Cow::Owned(
+                    ws.chunks(k)
+                        .flat_map(|wc| taps.iter().map(|&tap| wc[tap]))
+                        .collect(),
+                ),
+            };
+            Batched { plan, taps, w }
         }
-        col
+
+        /// Rows of the im2col matrix: `C * taps`.
+        fn rows(&self, g: &Geometry) -> usize {
+            g.c * self.taps.len()
+        }
+
+        /// The whole batch's im2col matrix, `[C * taps, N * P]` (sample `s` in columns
+        /// `s * P..(s + 1) * P`), channels in parallel.
+        fn col(&self, g: &Geometry, xs: &[f32]) -> Vec<f32> {
+            let (p, np, hw, l) = (g.p(), g.n * g.p(), g.h * g.w, self.taps.len());
+            let mut col = vec![0f32; self.rows(g) * np];
+            if col.is_empty() {
+                return col;
+            }
+            col.par_chunks_mut(l * np)
+                .enumerate()
+                .for_each(|(c, rows)| {
+                    for s in 0..g.n {
+                        let xc = &xs[(s * g.c + c) * hw..][..hw];
+                        im2col_channel(g, &self.plan, &self.taps, xc, &mut rows[s * p..], np);
+                    }
+                });
+            col
+        }
+
+        /// The weight gradient `[C_out, C, kh, kw]` from its kept columns (zeros elsewhere).
+        fn scatter_dw(&self, g: &Geometry, dwl: Vec<f32>) -> Vec<f32> {
+            let k = g.kh * g.kw;
+            if self.taps.len() == k {
+                return dwl;
+            }
+            let mut dw = vec![0f32; g.c_out * g.c * k];
+            for (d, s) in dw.chunks_mut(k).zip(dwl.chunks(self.taps.len().max(1))) {
+                self.taps.iter().zip(s).for_each(|(&tap, &v)| d[tap] = v);
+            }
+            dw
+        }
     }
 
     /// Forward of a convolution with small output maps as one product over the batch:
     /// `[C_out, N * P] = W · col`, then reordered to `[N, C_out, P]` with the bias.
     fn forward_batched(xs: &[f32], ws: &[f32], bs: &[f32], g: Geometry) -> FlexTensor {
-        let (ck, p, np) = (g.ck(), g.p(), g.n * g.p());
-        let col = batch_col(&g, xs);
+        let (p, np) = (g.p(), g.n * g.p());
+        let b = Batched::new(&g, ws);
+        let (ck, col) = (b.rows(&g), b.col(&g, xs));
         let mut yt = vec![0f32; g.c_out * np];
         let par = Parallelism::Rayon(rayon::current_num_threads());
         matmul(
@@ -808,7 +968,7 @@ mod conv {
             &mut yt,
             np,
             false,
-            (ws, 1, ck),
+            (&b.w, 1, ck),
             (&col, 1, np),
             par,
         );
@@ -833,7 +993,9 @@ mod conv {
         g: Geometry,
         [need_x, need_w, need_b]: [bool; 3],
     ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
-        let (ck, p, np, in_size) = (g.ck(), g.p(), g.n * g.p(), g.c * g.h * g.w);
+        let (p, np, hw) = (g.p(), g.n * g.p(), g.h * g.w);
+        let b = Batched::new(&g, ws);
+        let (ck, l) = (b.rows(&g), b.taps.len());
         let par = Parallelism::Rayon(rayon::current_num_threads());
         let mut dyt = vec![0f32; g.c_out * np];
         dyt.par_chunks_mut(np).enumerate().for_each(|(o, row)| {
@@ -848,7 +1010,7 @@ mod conv {
             tensor(sums.collect(), Shape::new([g.c_out]))
         });
         let dw = need_w.then(|| {
-            let col = batch_col(&g, xs);
+            let col = b.col(&g, xs);
             let mut dw = vec![0f32; g.c_out * ck];
             matmul(
                 [g.c_out, ck, np],
@@ -859,7 +1021,7 @@ mod conv {
                 (&col, np, 1),
                 par,
             );
-            tensor(dw, Shape::new([g.c_out, g.c, g.kh, g.kw]))
+            tensor(b.scatter_dw(&g, dw), Shape::new([g.c_out, g.c, g.kh, g.kw]))
         });
         let dx = need_x.then(|| {
             let mut dcol = vec![0f32; ck * np];
@@ -868,13 +1030,16 @@ mod conv {
                 &mut dcol,
                 np,
                 false,
-                (ws, ck, 1),
+                (&b.w, ck, 1),
                 (&dyt, 1, np),
                 par,
             );
-            let mut dx = vec![0f32; g.n * in_size];
-            dx.par_chunks_mut(in_size).enumerate().for_each(|(s, d)| {
-                col2im(&g, &dcol[s * p..], 0, p, d, np);
+            let mut dx = vec![0f32; g.n * g.c * hw];
+            dx.par_chunks_mut(g.c * hw).enumerate().for_each(|(s, d)| {
+                for (c, dxc) in d.chunks_mut(hw).enumerate() {
+                    let rows = &dcol[c * l * np + s * p..];
+                    col2im_channel(&g, &b.plan, &b.taps, rows, dxc, np);
+                }
             });
             tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))
         });
@@ -1139,17 +1304,22 @@ mod tests {
             let gamma =
                 Tensor::<1>::random([3], Distribution::Uniform(0.5, 2.0), &d).require_grad();
             let beta = Tensor::<1>::random([3], Distribution::Default, &d).require_grad();
-            let check = |x: Tensor<4>, tol: f32| {
+            // With `relu`, against Burn's batch norm followed by its ReLU.
+            let check = |x: Tensor<4>, tol: f32, relu: bool| {
                 let x = x.require_grad();
                 let (ours, mean, var) =
-                    super::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), eps);
+                    super::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), eps, relu);
                 let burn = burn::tensor::module::batch_norm_train(
                     x.clone(),
                     gamma.clone(),
                     beta.clone(),
                     eps,
                 );
-                let dy = rel_diff(ours.clone(), burn.output.clone());
+                let out = match relu {
+                    true => burn::tensor::activation::relu(burn.output),
+                    false => burn.output,
+                };
+                let dy = rel_diff(ours.clone(), out.clone());
                 let dm = rel_diff(mean, burn.mean);
                 let dv = rel_diff(var, burn.variance);
                 assert!(
@@ -1158,30 +1328,32 @@ mod tests {
                 );
                 let r = Tensor::<4>::random(ours.dims(), Distribution::Default, &d);
                 let go = (ours * r.clone()).sum().backward();
-                let gb = (burn.output * r).sum().backward();
+                let gb = (out * r).sum().backward();
                 let dx = rel_diff(x.grad(&go).unwrap(), x.grad(&gb).unwrap());
                 let dg = rel_diff(gamma.grad(&go).unwrap(), gamma.grad(&gb).unwrap());
                 let db = rel_diff(beta.grad(&go).unwrap(), beta.grad(&gb).unwrap());
                 assert!(
                     dx < tol && dg < tol && db < tol,
-                    "dx {dx} dgamma {dg} dbeta {db}"
+                    "dx {dx} dgamma {dg} dbeta {db} (relu {relu})"
                 );
             };
             let x = Tensor::<4>::random(dims, Distribution::Default, &d);
-            check(x.clone(), 1e-5);
+            check(x.clone(), 1e-5, false);
+            check(x.clone(), 1e-5, true);
             // Near 100 a float32 input is only known to 8e-6, i.e. 3e-5 after dividing by
             // its standard deviation (0.29), and Burn's sums of such terms carry that error:
             // the two computations differ by that rounding. (An unshifted E[x²] - E[x]² in
             // float32 would lose the variance entirely: 1e4 ± 1e-3 against 0.08.)
             // (Relative differences: both sides' largest magnitude is the scale.)
             let offset = Tensor::<1>::from_floats([100.0, 0.0, -50.0], &d).reshape([1, 3, 1, 1]);
-            check(x + offset, 1e-3);
+            check(x.clone() + offset.clone(), 1e-3, false);
+            check(x + offset, 1e-3, true);
         }
         // Frozen input: only gamma and beta get gradients.
         let x = Tensor::<4>::random([2, 3, 2, 2], Distribution::Default, &d);
         let gamma = Tensor::<1>::ones([3], &d).require_grad();
         let (y, _, _) =
-            super::batch_norm_train(x.clone(), gamma.clone(), Tensor::zeros([3], &d), 1e-5);
+            super::batch_norm_train(x.clone(), gamma.clone(), Tensor::zeros([3], &d), 1e-5, true);
         let g = y.sum().backward();
         assert!(gamma.grad(&g).is_some() && x.grad(&g).is_none());
     }

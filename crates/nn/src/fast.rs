@@ -113,7 +113,7 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tenso
         return None;
     }
     if x.is_autodiff() {
-        return batch_norm_train(bn, x);
+        return batch_norm_train(bn, x, false);
     }
     let device = x.device();
     let [c] = bn.gamma.dims();
@@ -129,18 +129,37 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tenso
     Some(x.clone().mul(scale.reshape(dims)).add(shift.reshape(dims)))
 }
 
-/// `bn.forward(x)` in training (an autodiff input and a layer not frozen) on the `flex`
-/// device, through [`convnet_kernels::batch_norm_train`]; the running statistics are updated
-/// exactly as Burn's `BatchNorm::forward_train` does.
-fn batch_norm_train<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tensor<D>> {
+/// `relu(bn.forward(x))` as one kernel in training (see [`batch_norm_train`]); `None` where
+/// that does not apply (inference, where batch norm is a folded scale and shift, frozen
+/// layers, other devices).
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tensor<D>> {
+    match fast_enabled() && D >= 2 && x.is_autodiff() {
+        true => batch_norm_train(bn, x, true),
+        false => None,
+    }
+}
+
+/// `bn.forward(x)` (followed by a ReLU with `relu`) in training (an autodiff input and a layer
+/// not frozen) on the `flex` device, through [`convnet_kernels::batch_norm_train`]; the
+/// running statistics are updated exactly as Burn's `BatchNorm::forward_train` does.
+fn batch_norm_train<const D: usize>(
+    bn: &BatchNorm,
+    x: &Tensor<D>,
+    relu: bool,
+) -> Option<Tensor<D>> {
     let [c] = bn.gamma.dims();
     let dims = x.dims();
     if !bn.training.is_enabled() || !on_flex(x) || dims[1] != c || dims.contains(&0) {
         return None;
     }
     let device = x.device();
-    let (y, mean, var) =
-        convnet_kernels::batch_norm_train(x.clone(), bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let (y, mean, var) = convnet_kernels::batch_norm_train(
+        x.clone(),
+        bn.gamma.val(),
+        bn.beta.val(),
+        bn.epsilon,
+        relu,
+    );
     let momentum = bn.momentum;
     let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
         let running = state.value_sync().to_device(&device);
@@ -261,6 +280,14 @@ mod tests {
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
+            // Maps smaller than the kernel's reach, where some taps read only padding
+            // (ResNet's last stage): 1x1 (only the centre tap), 2x2 stride 2, 1x3.
+            (4, 5, 3, [3, 3], 1, (1, 1, 1, 1), true, [1, 1]),
+            (3, 5, 3, [3, 3], 2, (1, 1, 1, 1), false, [2, 2]),
+            (2, 3, 2, [3, 3], 1, (1, 1, 1, 1), true, [1, 3]),
+            (2, 2, 2, [3, 3], 1, (3, 3, 3, 3), false, [1, 1]),
+            // Every output reads only padding: the bias alone, no input or weight gradient.
+            (2, 2, 2, [1, 1], 2, (3, 3, 3, 3), true, [1, 1]),
         ] {
             let conv = Conv2dConfig::new([ci, co], k)
                 .with_stride([stride, stride])

@@ -255,6 +255,18 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     record("ReLU", 0, 0, activation::relu(x))
 }
 
+/// `relu(bn.run(x))`: in training on the CPU one fused kernel pass
+/// ([`crate::fast::batch_norm_relu`]), otherwise (and when tracing) the two layers.
+pub fn bn_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    if !tracing()
+        && !probing()
+        && let Some(y) = crate::fast::batch_norm_relu(bn, &x)
+    {
+        return y;
+    }
+    relu(bn.run(x))
+}
+
 /// tanh, recorded.
 pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     record("Tanh", 0, 0, activation::tanh(x))

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor, s};
 
 use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, add, flatten, record, relu};
+use crate::trace::{Layer, add, bn_relu, flatten, record, relu};
 
 /// The shortcut connection of a residual block (paper section 3.3, Table 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,7 +153,7 @@ impl BasicBlock {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, planes, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.run(self.conv1.run(x.clone())));
+        let out = bn_relu(&self.bn1, self.conv1.run(x.clone()));
         let out = self.bn2.run(self.conv2.run(out));
         let [_, c_out, _, _] = out.dims();
         relu(add(
@@ -207,8 +207,8 @@ impl Bottleneck {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, 4 * planes, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.run(self.conv1.run(x.clone())));
-        let out = relu(self.bn2.run(self.conv2.run(out)));
+        let out = bn_relu(&self.bn1, self.conv1.run(x.clone()));
+        let out = bn_relu(&self.bn2, self.conv2.run(out));
         let out = self.bn3.run(self.conv3.run(out));
         let [_, c_out, _, _] = out.dims();
         relu(add(
@@ -385,7 +385,7 @@ impl ResNet {
 
     /// The convolutional base, before global pooling: `[N, C, 224, 224]` → `[N, 512·e, 7, 7]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.run(self.conv1.run(x)));
+        let x = bn_relu(&self.bn1, self.conv1.run(x));
         let x = match &self.maxpool {
             Some(pool) => pool.run(x),
             None => x,

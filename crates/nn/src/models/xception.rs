@@ -29,7 +29,7 @@ use burn::tensor::{Device, Tensor};
 use super::inception::{check_sides, global_pool};
 use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, add, flatten, relu};
+use crate::trace::{Layer, add, bn_relu, flatten, relu};
 
 /// Batch norm with Keras' eps 0.001.
 fn bn(c: usize, device: &Device) -> BatchNorm {
@@ -279,8 +279,8 @@ impl Xception {
 
     /// The convolutional base: `[N, C, 299, 299]` → `[N, 2048, 10, 10]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.run(self.conv1.run(x)));
-        let x = relu(self.bn2.run(self.conv2.run(x)));
+        let x = bn_relu(&self.bn1, self.conv1.run(x));
+        let x = bn_relu(&self.bn2, self.conv2.run(x));
         let blocks = [
             &self.block1,
             &self.block2,
@@ -296,8 +296,8 @@ impl Xception {
             &self.block12,
         ];
         let x = blocks.iter().fold(x, |x, b| b.run(x));
-        let x = relu(self.bn3.run(self.conv3.run(x)));
-        relu(self.bn4.run(self.conv4.run(x)))
+        let x = bn_relu(&self.bn3, self.conv3.run(x));
+        bn_relu(&self.bn4, self.conv4.run(x))
     }
 }
 
