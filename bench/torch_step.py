@@ -58,6 +58,24 @@ class SmallCnn(nn.Module):
         return self.fc2(F.dropout(x, 0.3, self.training))
 
 
+class SmallVgg(nn.Module):
+    """The fashion-small model: conv32 x2-pool, conv64 x2-pool (each conv-BN-ReLU), fc128,
+    dropout 0.3, fc (`SmallVgg` in `crates/nn/src/models/small.rs`)."""
+
+    def __init__(self, in_channels=1, classes=10, size=(28, 28)):
+        super().__init__()
+        self.stage1 = nn.Sequential(ConvBnRelu(in_channels, 32), ConvBnRelu(32, 32))
+        self.stage2 = nn.Sequential(ConvBnRelu(32, 64), ConvBnRelu(64, 64))
+        self.fc1 = nn.Linear(64 * (size[0] // 4) * (size[1] // 4), 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.stage1(x), 2)
+        x = F.max_pool2d(self.stage2(x), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(F.dropout(x, 0.3, self.training))
+
+
 def torchvision_model(name):
     """A torchvision network built like convnet's registry entry of the same name (the
     torchvision layout at any input size: global average pooling before the classifier)."""
@@ -77,6 +95,7 @@ def torchvision_model(name):
 MODELS = {
     "mnist-cnn": (MnistCnn, (1, 28, 28), 10),
     "small-cnn": (SmallCnn, (1, 28, 28), 10),
+    "small-vgg": (SmallVgg, (1, 28, 28), 10),
     "resnet18": (torchvision_model("resnet18"), (3, 224, 224), 1000),
     "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 1000),
     "vgg16": (torchvision_model("vgg16"), (3, 224, 224), 1000),

@@ -42,6 +42,16 @@ pub const MODELS: &[ModelEntry] = &[
         build: |s, d| Ok(Network::SmallCnn(small::SmallCnn::new(s, d)?)),
     },
     ModelEntry {
+        name: "small-vgg",
+        classes: 10,
+        params: 468_010,
+        macs: 18_767_104,
+        input: [1, 28, 28],
+        family: "VGG-style",
+        paper: "convnet's fashion-small model (two conv-BN-ReLU per stage, Simonyan & Zisserman 2014)",
+        build: |s, d| Ok(Network::SmallVgg(small::SmallVgg::new(s, d)?)),
+    },
+    ModelEntry {
         name: "lenet5",
         classes: 10,
         params: 61_706,

@@ -20,7 +20,7 @@ pub struct Recipe {
 pub const RECIPES: &[Recipe] = &[
     Recipe {
         name: "fashion-small",
-        about: "small CNN (< 1 M parameters) on Fashion-MNIST: AdamW, cosine, label smoothing, flips (92.34 % in 8.4 min on 2 cores)",
+        about: "small VGG-style CNN (0.47 M parameters) on Fashion-MNIST: AdamW, cosine, label smoothing, 7 epochs (93.55 % in 8.4 min on 2 cores)",
         toml: include_str!("../../recipes/fashion-small.toml"),
     },
     Recipe {

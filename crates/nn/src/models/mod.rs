@@ -31,6 +31,8 @@ pub enum Network {
     GtsrbNet(simple::GtsrbNet),
     /// The default small CNN.
     SmallCnn(small::SmallCnn),
+    /// The small VGG-style CNN.
+    SmallVgg(small::SmallVgg),
     /// Xception.
     Xception(xception::Xception),
     /// InceptionResNet.
@@ -67,6 +69,7 @@ macro_rules! each {
             Network::MnistCnn($m) => $call,
             Network::GtsrbNet($m) => $call,
             Network::SmallCnn($m) => $call,
+            Network::SmallVgg($m) => $call,
             Network::Xception($m) => $call,
             Network::InceptionResNet($m) => $call,
             Network::InceptionV4($m) => $call,
