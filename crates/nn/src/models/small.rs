@@ -34,13 +34,17 @@ impl SmallCnn {
         if h == 0 || w == 0 {
             return Err(super::too_small(spec, "needs at least 4x4"));
         }
+        // (Convolutions first: the initialisation draws in layer order, as before.)
+        let block1 = ConvBnRelu::new(spec.in_channels, 32, 3, 1, 1, device);
+        let block2 = ConvBnRelu::new(32, 64, 3, 1, 1, device);
+        let (pool, fc1, dropout, fc2) = head(64 * h * w, spec.num_classes, device);
         Ok(Self {
-            block1: ConvBnRelu::new(spec.in_channels, 32, 3, 1, 1, device),
-            block2: ConvBnRelu::new(32, 64, 3, 1, 1, device),
-            pool: MaxPool2dConfig::new([2, 2]).init(),
-            fc1: LinearConfig::new(64 * h * w, 128).init(device),
-            dropout: DropoutConfig::new(0.3).init(),
-            fc2: LinearConfig::new(128, spec.num_classes).init(device),
+            block1,
+            block2,
+            pool,
+            fc1,
+            dropout,
+            fc2,
         })
     }
 
@@ -58,8 +62,7 @@ impl SmallCnn {
 
     /// The classifier on top of [`Self::forward_features`].
     pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.fc1.run(flatten(x)));
-        self.fc2.run(self.dropout.run(x))
+        dense_head(&self.fc1, &self.dropout, &self.fc2, x)
     }
 }
 
@@ -89,19 +92,22 @@ impl SmallVgg {
         if h == 0 || w == 0 {
             return Err(super::too_small(spec, "needs at least 4x4"));
         }
+        let stage1 = [
+            ConvBnRelu::new(spec.in_channels, 32, 3, 1, 1, device),
+            ConvBnRelu::new(32, 32, 3, 1, 1, device),
+        ];
+        let stage2 = [
+            ConvBnRelu::new(32, 64, 3, 1, 1, device),
+            ConvBnRelu::new(64, 64, 3, 1, 1, device),
+        ];
+        let (pool, fc1, dropout, fc2) = head(64 * h * w, spec.num_classes, device);
         Ok(Self {
-            stage1: [
-                ConvBnRelu::new(spec.in_channels, 32, 3, 1, 1, device),
-                ConvBnRelu::new(32, 32, 3, 1, 1, device),
-            ],
-            stage2: [
-                ConvBnRelu::new(32, 64, 3, 1, 1, device),
-                ConvBnRelu::new(64, 64, 3, 1, 1, device),
-            ],
-            pool: MaxPool2dConfig::new([2, 2]).init(),
-            fc1: LinearConfig::new(64 * h * w, 128).init(device),
-            dropout: DropoutConfig::new(0.3).init(),
-            fc2: LinearConfig::new(128, spec.num_classes).init(device),
+            stage1,
+            stage2,
+            pool,
+            fc1,
+            dropout,
+            fc2,
         })
     }
 
@@ -119,7 +125,23 @@ impl SmallVgg {
 
     /// The classifier on top of [`Self::forward_features`].
     pub fn forward_head(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.fc1.run(flatten(x)));
-        self.fc2.run(self.dropout.run(x))
+        dense_head(&self.fc1, &self.dropout, &self.fc2, x)
     }
+}
+
+/// The 2x2 pool and the classifier layers both models share: fc1 (`features` → 128), dropout
+/// 0.3, fc2 (→ `classes`).
+fn head(features: usize, classes: usize, device: &Device) -> (MaxPool2d, Linear, Dropout, Linear) {
+    (
+        MaxPool2dConfig::new([2, 2]).init(),
+        LinearConfig::new(features, 128).init(device),
+        DropoutConfig::new(0.3).init(),
+        LinearConfig::new(128, classes).init(device),
+    )
+}
+
+/// The classifier both models share: flatten, fc1, ReLU, dropout, fc2.
+fn dense_head(fc1: &Linear, dropout: &Dropout, fc2: &Linear, x: Tensor<4>) -> Tensor<2> {
+    let x = relu(fc1.run(flatten(x)));
+    fc2.run(dropout.run(x))
 }
