@@ -705,12 +705,14 @@ mod conv {
     /// and sample by [`im2col_channel`] and [`col2im_channel`].
     struct Plan {
         runs: Vec<Vec<Run>>,
+        /// Every tap, in order.
+        all: Vec<usize>,
     }
 
     impl Plan {
         fn new(g: &Geometry, p0: usize, t: usize) -> Self {
             let (s, pad) = (g.stride[1], g.pad[1]);
-            let runs = (0..g.kh * g.kw)
+            let runs: Vec<Vec<Run>> = (0..g.kh * g.kw)
                 .map(|tap| {
                     let (i, j) = (tap / g.kw, tap % g.kw);
                     // Output columns lo..hi read an input column inside the image.
@@ -738,12 +740,23 @@ mod conv {
                     runs
                 })
                 .collect();
-            Plan { runs }
+            Plan {
+                all: (0..runs.len()).collect(),
+                runs,
+            }
         }
 
-        /// Every tap, in order.
-        fn all(&self) -> Vec<usize> {
-            (0..self.runs.len()).collect()
+        /// The tiles of a per-sample convolution, `(p0, t, plan)`: planned once per call and
+        /// shared by every sample.
+        fn tiles(g: &Geometry) -> Vec<(usize, usize, Plan)> {
+            let (p, tile) = (g.p(), g.tile());
+            (0..p)
+                .step_by(tile)
+                .map(|p0| {
+                    let t = tile.min(p - p0);
+                    (p0, t, Plan::new(g, p0, t))
+                })
+                .collect()
         }
 
         /// The taps that read at least one input pixel: on maps as small as the kernel's
@@ -816,23 +829,28 @@ mod conv {
         }
     }
 
-    /// Copies the im2col columns `p0..p0 + t` of sample `x` (`[C, H, W]`) into `col`
-    /// (`C * kh * kw` rows `(c, i, j)` of `t` values, `ld` apart).
-    fn im2col(g: &Geometry, x: &[f32], p0: usize, t: usize, col: &mut [f32], ld: usize) {
-        let (plan, hw, k) = (Plan::new(g, p0, t), g.h * g.w, g.kh * g.kw);
-        let taps = plan.all();
+    /// Copies the im2col columns of `plan`'s tile of sample `x` (`[C, H, W]`) into `col`
+    /// (`C * kh * kw` rows `(c, i, j)`, `ld` apart).
+    fn im2col(g: &Geometry, plan: &Plan, x: &[f32], col: &mut [f32], ld: usize) {
+        let (hw, k) = (g.h * g.w, g.kh * g.kw);
         for c in 0..g.c {
-            im2col_channel(g, &plan, &taps, &x[c * hw..], &mut col[c * k * ld..], ld);
+            im2col_channel(g, plan, &plan.all, &x[c * hw..], &mut col[c * k * ld..], ld);
         }
     }
 
-    /// Adds the im2col-shaped gradient `col` (columns `p0..p0 + t`, rows `ld` apart) back into
-    /// `dx` (`[C, H, W]`).
-    fn col2im(g: &Geometry, col: &[f32], p0: usize, t: usize, dx: &mut [f32], ld: usize) {
-        let (plan, hw, k) = (Plan::new(g, p0, t), g.h * g.w, g.kh * g.kw);
-        let taps = plan.all();
+    /// Adds the im2col-shaped gradient `col` of `plan`'s tile (rows `ld` apart) back into `dx`
+    /// (`[C, H, W]`).
+    fn col2im(g: &Geometry, plan: &Plan, col: &[f32], dx: &mut [f32], ld: usize) {
+        let (hw, k) = (g.h * g.w, g.kh * g.kw);
         for c in 0..g.c {
-            col2im_channel(g, &plan, &taps, &col[c * k * ld..], &mut dx[c * hw..], ld);
+            col2im_channel(
+                g,
+                plan,
+                &plan.all,
+                &col[c * k * ld..],
+                &mut dx[c * hw..],
+                ld,
+            );
         }
     }
 
@@ -1061,18 +1079,17 @@ mod conv {
         if g.batched() {
             return forward_batched(xs, ws, bs, g);
         }
-        let (ck, p, tile) = (g.ck(), g.p(), g.tile());
+        let (ck, p, tiles) = (g.ck(), g.p(), Plan::tiles(&g));
         let (split, par) = parallelism(g.n);
         let mut y = vec![0f32; g.n * g.c_out * p];
         let sample = |col: &mut Vec<f32>, (s, y): (usize, &mut [f32])| {
             let xn = &xs[s * g.c * g.h * g.w..(s + 1) * g.c * g.h * g.w];
-            for p0 in (0..p).step_by(tile) {
-                let t = tile.min(p - p0);
+            for &(p0, t, ref plan) in &tiles {
                 let rhs: &[f32] = if g.identity_col() {
                     &xn[p0..]
                 } else {
                     col.resize(ck * t, 0.0);
-                    im2col(&g, xn, p0, t, col, t);
+                    im2col(&g, plan, xn, col, t);
                     col
                 };
                 let rs = if g.identity_col() { p } else { t };
@@ -1125,7 +1142,7 @@ mod conv {
         if g.batched() {
             return backward_batched(gs, xs, ws, g, [need_x, need_w, need_b]);
         }
-        let (ck, p, tile) = (g.ck(), g.p(), g.tile());
+        let (ck, p, tiles) = (g.ck(), g.p(), Plan::tiles(&g));
         let (split, par) = parallelism(g.n);
         let in_size = g.c * g.h * g.w;
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
@@ -1150,14 +1167,13 @@ mod conv {
                 }
             }
             let mut dxn = dxn;
-            for p0 in (0..p).step_by(tile) {
-                let t = tile.min(p - p0);
+            for &(p0, t, ref plan) in &tiles {
                 if need_w {
                     let (rhs, rs): (&[f32], usize) = if g.identity_col() {
                         (&xn[p0..], p)
                     } else {
                         col.resize(ck * t, 0.0);
-                        im2col(&g, xn, p0, t, col, t);
+                        im2col(&g, plan, xn, col, t);
                         (col, t)
                     };
                     // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK).
@@ -1194,7 +1210,7 @@ mod conv {
                             (&gn[p0..], 1, p),
                             par,
                         );
-                        col2im(&g, dcol, p0, t, dxn, t);
+                        col2im(&g, plan, dcol, dxn, t);
                     }
                 }
             }
