@@ -688,6 +688,55 @@ mod conv {
     use super::{FlexTensor, Geometry, Shape, contiguous, tensor};
     use gemm::{Parallelism, gemm};
     use rayon::prelude::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A scratch buffer (im2col matrices, reordered gradients) from a per-thread pool, handed
+    /// back when dropped: allocated, page-faulted and zeroed once instead of on every call.
+    /// It holds whatever its last user wrote, so users write every element before reading it.
+    pub(super) struct Scratch {
+        buf: Vec<f32>,
+        len: usize,
+    }
+
+    impl Scratch {
+        /// Buffers above this many values (256 MiB) are freed rather than kept.
+        const KEEP: usize = 1 << 26;
+
+        fn new(len: usize) -> Self {
+            let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            Scratch { buf, len }
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = [f32];
+        fn deref(&self) -> &[f32] {
+            &self.buf[..self.len]
+        }
+    }
+
+    impl std::ops::DerefMut for Scratch {
+        fn deref_mut(&mut self) -> &mut [f32] {
+            &mut self.buf[..self.len]
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if self.buf.len() <= Self::KEEP {
+                let buf = std::mem::take(&mut self.buf);
+                // (During thread teardown the pool may be gone: then the buffer is just freed.)
+                let _ = POOL.try_with(|p| p.borrow_mut().push(buf));
+            }
+        }
+    }
 
     /// One run of output pixels on one output row, for one kernel tap: it starts at offset `q`
     /// of the tile and is `len` long; `inside` is `Some((a, b, y, first))` when pixels `a..b`
@@ -707,6 +756,9 @@ mod conv {
         runs: Vec<Vec<Run>>,
         /// Every tap, in order.
         all: Vec<usize>,
+        /// The tile's first output pixel and length.
+        p0: usize,
+        t: usize,
     }
 
     impl Plan {
@@ -743,6 +795,58 @@ mod conv {
             Plan {
                 all: (0..runs.len()).collect(),
                 runs,
+                p0,
+                t,
+            }
+        }
+
+        /// For a stride-1 convolution whose output rows are as wide as the input's, tap
+        /// `(i, j)` reads pixel `p + shift` for output pixel `p`: its im2col row is one shifted
+        /// copy of the channel, with the columns that wrap around a row edge zeroed after.
+        fn shifted(g: &Geometry) -> bool {
+            g.stride == [1, 1] && g.wo == g.w
+        }
+
+        /// For a [`Self::shifted`] convolution, tap `tap`'s window over the tile: `(lo, hi,
+        /// start)`, where tile pixels `lo..hi` read input pixels `start..start + hi - lo` of
+        /// the channel and the others fall above or below it.
+        fn window(&self, g: &Geometry, tap: usize) -> (usize, usize, usize) {
+            let (hw, t) = ((g.h * g.w) as isize, self.t as isize);
+            let shift = self.p0 as isize
+                + ((tap / g.kw) as isize - g.pad[0] as isize) * g.w as isize
+                + (tap % g.kw) as isize
+                - g.pad[1] as isize;
+            let lo = (-shift).clamp(0, t);
+            let hi = (hw - shift).clamp(lo, t);
+            // (An empty window starts at 0, so that its empty slice stays in bounds.)
+            let start = if hi > lo { lo + shift } else { 0 };
+            (lo as usize, hi as usize, start as usize)
+        }
+
+        /// For a [`Self::shifted`] convolution, zeroes the wrapped entries ([`Self::zero_wrapped`])
+        /// of each row of an im2col-shaped matrix, row `r` (`ld` long) holding tap
+        /// `taps[r % taps.len()]`, so that [`col2im_channel`] can add whole windows.
+        fn zero_wrapped_rows(&self, g: &Geometry, taps: &[usize], col: &mut [f32], ld: usize) {
+            if Self::shifted(g) && ld > 0 {
+                for (r, row) in col.chunks_mut(ld).enumerate() {
+                    self.zero_wrapped(g, taps[r % taps.len()], row);
+                }
+            }
+        }
+
+        /// For a [`Self::shifted`] convolution, zeroes the entries of tap `tap`'s tile row
+        /// whose input column falls off the left or right edge of its row: the shifted window
+        /// reads the neighbouring row there.
+        fn zero_wrapped(&self, g: &Geometry, tap: usize, row: &mut [f32]) {
+            let (w, dj) = (g.w, (tap % g.kw) as isize - g.pad[1] as isize);
+            let cols = match dj {
+                0 => 0..0,
+                _ if dj < 0 => 0..(dj.unsigned_abs()).min(w),
+                _ => w.saturating_sub(dj as usize)..w,
+            };
+            for ox in cols {
+                let first = (ox + w - self.p0 % w) % w;
+                row.iter_mut().skip(first).step_by(w).for_each(|v| *v = 0.0);
             }
         }
 
@@ -780,6 +884,17 @@ mod conv {
         ld: usize,
     ) {
         let sw = g.stride[1];
+        if Plan::shifted(g) {
+            for (l, &tap) in taps.iter().enumerate() {
+                let row = &mut rows[l * ld..][..plan.t];
+                let (lo, hi, start) = plan.window(g, tap);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                row[lo..hi].copy_from_slice(&xc[start..start + (hi - lo)]);
+                plan.zero_wrapped(g, tap, row);
+            }
+            return;
+        }
         for (l, &tap) in taps.iter().enumerate() {
             let row = &mut rows[l * ld..];
             for &Run { q, len, inside } in &plan.runs[tap] {
@@ -788,8 +903,13 @@ mod conv {
                     dst.fill(0.0);
                     continue;
                 };
-                dst[..a].fill(0.0);
-                dst[b..].fill(0.0);
+                // (Guarded: most runs have no padding, and an empty fill is still a call.)
+                if a > 0 {
+                    dst[..a].fill(0.0);
+                }
+                if b < len {
+                    dst[b..].fill(0.0);
+                }
                 let src = &xc[y * g.w..][..g.w];
                 match sw {
                     1 => dst[a..b].copy_from_slice(&src[first..first + (b - a)]),
@@ -813,6 +933,18 @@ mod conv {
         ld: usize,
     ) {
         let sw = g.stride[1];
+        if Plan::shifted(g) {
+            // (The caller has zeroed the wrapped entries: [`Plan::zero_wrapped`].)
+            for (l, &tap) in taps.iter().enumerate() {
+                let row = &rows[l * ld..][..plan.t];
+                let (lo, hi, start) = plan.window(g, tap);
+                dxc[start..start + (hi - lo)]
+                    .iter_mut()
+                    .zip(&row[lo..hi])
+                    .for_each(|(d, &v)| *d += v);
+            }
+            return;
+        }
         for (l, &tap) in taps.iter().enumerate() {
             let row = &rows[l * ld..];
             for &Run { q, inside, .. } in &plan.runs[tap] {
@@ -820,11 +952,19 @@ mod conv {
                     continue;
                 };
                 let dst = &mut dxc[y * g.w..][..g.w];
-                dst[first..]
-                    .iter_mut()
-                    .step_by(sw)
-                    .zip(&row[q + a..q + b])
-                    .for_each(|(d, &v)| *d += v);
+                let src = &row[q + a..q + b];
+                match sw {
+                    // (Its own loop: `step_by(1)` does not vectorise.)
+                    1 => dst[first..first + src.len()]
+                        .iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &v)| *d += v),
+                    _ => dst[first..]
+                        .iter_mut()
+                        .step_by(sw)
+                        .zip(src)
+                        .for_each(|(d, &v)| *d += v),
+                }
             }
         }
     }
@@ -839,9 +979,10 @@ mod conv {
     }
 
     /// Adds the im2col-shaped gradient `col` of `plan`'s tile (rows `ld` apart) back into `dx`
-    /// (`[C, H, W]`).
-    fn col2im(g: &Geometry, plan: &Plan, col: &[f32], dx: &mut [f32], ld: usize) {
+    /// (`[C, H, W]`); `col` is scratch (its wrapped entries are zeroed).
+    fn col2im(g: &Geometry, plan: &Plan, col: &mut [f32], dx: &mut [f32], ld: usize) {
         let (hw, k) = (g.h * g.w, g.kh * g.kw);
+        plan.zero_wrapped_rows(g, &plan.all, col, ld);
         for c in 0..g.c {
             col2im_channel(
                 g,
@@ -942,9 +1083,9 @@ mod conv {
 
         /// The whole batch's im2col matrix, `[C * taps, N * P]` (sample `s` in columns
         /// `s * P..(s + 1) * P`), channels in parallel.
-        fn col(&self, g: &Geometry, xs: &[f32]) -> Vec<f32> {
+        fn col(&self, g: &Geometry, xs: &[f32]) -> Scratch {
             let (p, np, hw, l) = (g.p(), g.n * g.p(), g.h * g.w, self.taps.len());
-            let mut col = vec![0f32; self.rows(g) * np];
+            let mut col = Scratch::new(self.rows(g) * np);
             if col.is_empty() {
                 return col;
             }
@@ -979,7 +1120,7 @@ mod conv {
         let (p, np) = (g.p(), g.n * g.p());
         let b = Batched::new(&g, ws);
         let (ck, col) = (b.rows(&g), b.col(&g, xs));
-        let mut yt = vec![0f32; g.c_out * np];
+        let mut yt = Scratch::new(g.c_out * np);
         let par = Parallelism::Rayon(rayon::current_num_threads());
         matmul(
             [g.c_out, np, ck],
@@ -1015,7 +1156,7 @@ mod conv {
         let b = Batched::new(&g, ws);
         let (ck, l) = (b.rows(&g), b.taps.len());
         let par = Parallelism::Rayon(rayon::current_num_threads());
-        let mut dyt = vec![0f32; g.c_out * np];
+        let mut dyt = Scratch::new(g.c_out * np);
         dyt.par_chunks_mut(np).enumerate().for_each(|(o, row)| {
             for s in 0..g.n {
                 row[s * p..(s + 1) * p].copy_from_slice(&gs[(s * g.c_out + o) * p..][..p]);
@@ -1042,7 +1183,7 @@ mod conv {
             tensor(b.scatter_dw(&g, dw), Shape::new([g.c_out, g.c, g.kh, g.kw]))
         });
         let dx = need_x.then(|| {
-            let mut dcol = vec![0f32; ck * np];
+            let mut dcol = Scratch::new(ck * np);
             matmul(
                 [ck, np, g.c_out],
                 &mut dcol,
@@ -1052,6 +1193,7 @@ mod conv {
                 (&dyt, 1, np),
                 par,
             );
+            b.plan.zero_wrapped_rows(&g, &b.taps, &mut dcol, np);
             let mut dx = vec![0f32; g.n * g.c * hw];
             dx.par_chunks_mut(g.c * hw).enumerate().for_each(|(s, d)| {
                 for (c, dxc) in d.chunks_mut(hw).enumerate() {
@@ -1082,13 +1224,14 @@ mod conv {
         let (ck, p, tiles) = (g.ck(), g.p(), Plan::tiles(&g));
         let (split, par) = parallelism(g.n);
         let mut y = vec![0f32; g.n * g.c_out * p];
-        let sample = |col: &mut Vec<f32>, (s, y): (usize, &mut [f32])| {
+        let sample = |(s, y): (usize, &mut [f32])| {
             let xn = &xs[s * g.c * g.h * g.w..(s + 1) * g.c * g.h * g.w];
+            let mut col = Scratch::new(if g.identity_col() { 0 } else { ck * g.tile() });
             for &(p0, t, ref plan) in &tiles {
                 let rhs: &[f32] = if g.identity_col() {
                     &xn[p0..]
                 } else {
-                    col.resize(ck * t, 0.0);
+                    let col = &mut col[..ck * t];
                     im2col(&g, plan, xn, col, t);
                     col
                 };
@@ -1110,16 +1253,8 @@ mod conv {
         let per_sample = g.c_out * p;
         if per_sample > 0 {
             match split {
-                true => y
-                    .par_chunks_mut(per_sample)
-                    .enumerate()
-                    .for_each_init(Vec::new, sample),
-                false => {
-                    let mut col = Vec::new();
-                    y.chunks_mut(per_sample)
-                        .enumerate()
-                        .for_each(|a| sample(&mut col, a));
-                }
+                true => y.par_chunks_mut(per_sample).enumerate().for_each(sample),
+                false => y.chunks_mut(per_sample).enumerate().for_each(sample),
             }
         }
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
@@ -1147,18 +1282,19 @@ mod conv {
         let in_size = g.c * g.h * g.w;
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
         let wlen = g.c_out * ck;
-        // Per task: weight-gradient and bias-gradient sums, im2col and dcol buffers.
-        type Acc = (Vec<f32>, Vec<f64>, Vec<f32>, Vec<f32>);
+        // Per task: weight-gradient and bias-gradient sums.
+        type Acc = (Vec<f32>, Vec<f64>);
         let init = || -> Acc {
             (
                 vec![0f32; if need_w { wlen } else { 0 }],
                 vec![0f64; g.c_out],
-                Vec::new(),
-                Vec::new(),
             )
         };
+        let scratch = if g.identity_col() { 0 } else { ck * g.tile() };
         let sample = |mut acc: Acc, s: usize, dxn: Option<&mut [f32]>| -> Acc {
-            let (dw, db, col, dcol) = &mut acc;
+            let (dw, db) = &mut acc;
+            let mut col = Scratch::new(if need_w { scratch } else { 0 });
+            let mut dcol = Scratch::new(if dxn.is_some() { scratch } else { 0 });
             let xn = &xs[s * in_size..(s + 1) * in_size];
             let gn = &gs[s * g.c_out * p..(s + 1) * g.c_out * p];
             if need_b {
@@ -1172,7 +1308,7 @@ mod conv {
                     let (rhs, rs): (&[f32], usize) = if g.identity_col() {
                         (&xn[p0..], p)
                     } else {
-                        col.resize(ck * t, 0.0);
+                        let col = &mut col[..ck * t];
                         im2col(&g, plan, xn, col, t);
                         (col, t)
                     };
@@ -1200,7 +1336,7 @@ mod conv {
                             par,
                         );
                     } else {
-                        dcol.resize(ck * t, 0.0);
+                        let dcol = &mut dcol[..ck * t];
                         matmul(
                             [ck, t, g.c_out],
                             dcol,
@@ -1221,7 +1357,7 @@ mod conv {
             a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
             a
         };
-        let (dw, db, _, _) = match (split, need_x) {
+        let (dw, db) = match (split, need_x) {
             (true, true) => dx
                 .par_chunks_mut(in_size)
                 .enumerate()

@@ -280,6 +280,11 @@ mod tests {
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
+            // Stride 1 with rows as wide as the input's (im2col as shifted copies): padding
+            // all on one side, more than the kernel's reach, and a 5x5 on a 5x4 map.
+            (2, 3, 4, [3, 3], 1, (0, 0, 2, 2), true, [9, 7]),
+            (2, 2, 3, [3, 3], 1, (2, 2, 0, 0), false, [6, 5]),
+            (2, 2, 3, [5, 5], 1, (2, 2, 2, 2), true, [5, 4]),
             // Maps smaller than the kernel's reach, where some taps read only padding
             // (ResNet's last stage): 1x1 (only the centre tap), 2x2 stride 2, 1x3.
             (4, 5, 3, [3, 3], 1, (1, 1, 1, 1), true, [1, 1]),
