@@ -76,6 +76,47 @@ class SmallVgg(nn.Module):
         return self.fc2(F.dropout(x, 0.3, self.training))
 
 
+class BasicBlockA(nn.Module):
+    """A CIFAR ResNet basic block with the option-A shortcut: identity, or where the shape
+    changes the input subsampled by the stride and zero-padded to the new channel count."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        s = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        if self.pad:
+            s = F.pad(s, (0, 0, 0, 0, 0, self.pad))
+        return F.relu(y + s)
+
+
+class ResNet20(nn.Module):
+    """CIFAR ResNet-20 (He et al. 2016, section 4.2; option A), as convnet's `resnet20`
+    (`ResNet::cifar` in `crates/nn/src/models/resnet.rs`): the fashion-resnet recipe's model."""
+
+    def __init__(self, in_channels=3, classes=10, size=(32, 32), n=3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, c = [], 16
+        for c_out, stride in [(16, 1), (32, 2), (64, 2)]:
+            for i in range(n):
+                blocks.append(BasicBlockA(c, c_out, stride if i == 0 else 1))
+                c = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def torchvision_model(name):
     """A torchvision network built like convnet's registry entry of the same name (the
     torchvision layout at any input size: global average pooling before the classifier)."""
@@ -96,6 +137,7 @@ MODELS = {
     "mnist-cnn": (MnistCnn, (1, 28, 28), 10),
     "small-cnn": (SmallCnn, (1, 28, 28), 10),
     "small-vgg": (SmallVgg, (1, 28, 28), 10),
+    "resnet20": (ResNet20, (3, 32, 32), 10),
     "resnet18": (torchvision_model("resnet18"), (3, 224, 224), 1000),
     "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 1000),
     "vgg16": (torchvision_model("vgg16"), (3, 224, 224), 1000),
