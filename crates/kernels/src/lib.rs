@@ -668,12 +668,12 @@ impl Geometry {
             && self.wo == self.w
     }
 
-    /// Whether the batch runs as one product (small output maps, where a product per sample
-    /// would be a thin matrix): at most 64 output pixels (8x8) and a batch im2col matrix of at
-    /// most 8 Mi values. Measured: ResNet-18 at 32x32 (maps 8x8 down to 1x1) trains 1.7x
-    /// faster so; at 14x14 (small-cnn's second layer) one product per sample is 1.4x faster.
+    /// Whether samples are grouped into one product (small output maps, where a product per
+    /// sample would be a thin matrix): at most 64 output pixels (8x8). Measured: ResNet-18 at
+    /// 32x32 (maps 8x8 down to 1x1) trains 1.7x faster so; at 14x14 (small-cnn's second
+    /// layer) one product per sample is 1.4x faster.
     fn batched(&self) -> bool {
-        self.p() <= 64 && self.ck() * self.n * self.p() <= 1 << 23
+        self.p() <= 64
     }
 
     /// Output pixels per im2col tile: the tile (`C * kh * kw` rows) stays about 1 MiB.
@@ -1081,22 +1081,33 @@ mod conv {
             g.c * self.taps.len()
         }
 
-        /// The whole batch's im2col matrix, `[C * taps, N * P]` (sample `s` in columns
-        /// `s * P..(s + 1) * P`), channels in parallel.
-        fn col(&self, g: &Geometry, xs: &[f32]) -> Scratch {
-            let (p, np, hw, l) = (g.p(), g.n * g.p(), g.h * g.w, self.taps.len());
-            let mut col = Scratch::new(self.rows(g) * np);
-            if col.is_empty() {
-                return col;
+        /// Samples per product and how the threads are used: groups whose im2col matrix
+        /// stays near 1 MiB (at least 128 columns), one group per task when there are as
+        /// many groups as threads, otherwise one group at a time with the threads in `gemm`.
+        fn group(g: &Geometry, rows: usize) -> (usize, bool, Parallelism) {
+            let threads = rayon::current_num_threads();
+            let cols = ((1 << 18) / rows.max(1)).max(128);
+            let size = (cols / g.p().max(1)).clamp(1, g.n.div_ceil(threads).max(1));
+            match g.n.div_ceil(size) >= threads {
+                true => (size, true, Parallelism::None),
+                false => (size, false, Parallelism::Rayon(threads)),
             }
-            col.par_chunks_mut(l * np)
-                .enumerate()
-                .for_each(|(c, rows)| {
-                    for s in 0..g.n {
+        }
+
+        /// The im2col matrix of a group of `ns` samples `xs`, `[C * taps, ns * P]` (sample
+        /// `s` in columns `s * P..(s + 1) * P`).
+        fn col(&self, g: &Geometry, xs: &[f32], ns: usize) -> Scratch {
+            let (p, hw, l) = (g.p(), g.h * g.w, self.taps.len());
+            let np = ns * p;
+            let mut col = Scratch::new(self.rows(g) * np);
+            if !col.is_empty() {
+                for (c, rows) in col.chunks_mut(l * np).enumerate() {
+                    for s in 0..ns {
                         let xc = &xs[(s * g.c + c) * hw..][..hw];
                         im2col_channel(g, &self.plan, &self.taps, xc, &mut rows[s * p..], np);
                     }
-                });
+                }
+            }
             col
         }
 
@@ -1114,37 +1125,49 @@ mod conv {
         }
     }
 
-    /// Forward of a convolution with small output maps as one product over the batch:
-    /// `[C_out, N * P] = W · col`, then reordered to `[N, C_out, P]` with the bias.
+    /// Forward of a convolution with small output maps, one product per group of samples
+    /// ([`Batched::group`]): `[C_out, ns * P] = W · col`, then reordered to `[ns, C_out, P]`
+    /// with the bias.
     fn forward_batched(xs: &[f32], ws: &[f32], bs: &[f32], g: Geometry) -> FlexTensor {
-        let (p, np) = (g.p(), g.n * g.p());
+        let (p, in_size, out_size) = (g.p(), g.c * g.h * g.w, g.c_out * g.p());
         let b = Batched::new(&g, ws);
-        let (ck, col) = (b.rows(&g), b.col(&g, xs));
-        let mut yt = Scratch::new(g.c_out * np);
-        let par = Parallelism::Rayon(rayon::current_num_threads());
-        matmul(
-            [g.c_out, np, ck],
-            &mut yt,
-            np,
-            false,
-            (&b.w, 1, ck),
-            (&col, 1, np),
-            par,
-        );
-        let mut y = vec![0f32; g.n * g.c_out * p];
-        y.par_chunks_mut(g.c_out * p)
-            .enumerate()
-            .for_each(|(s, ys)| {
+        let ck = b.rows(&g);
+        let (size, split, par) = Batched::group(&g, ck);
+        let mut y = vec![0f32; g.n * out_size];
+        let group = |(i, ys): (usize, &mut [f32])| {
+            let (ns, np) = (ys.len() / out_size, ys.len() / out_size * p);
+            let col = b.col(&g, &xs[i * size * in_size..][..ns * in_size], ns);
+            let mut yt = Scratch::new(g.c_out * np);
+            matmul(
+                [g.c_out, np, ck],
+                &mut yt,
+                np,
+                false,
+                (&b.w, 1, ck),
+                (&col, 1, np),
+                par,
+            );
+            for (s, ys) in ys.chunks_mut(out_size).enumerate() {
                 for (o, row) in ys.chunks_mut(p).enumerate() {
                     let src = &yt[o * np + s * p..][..p];
                     row.iter_mut().zip(src).for_each(|(v, &t)| *v = t + bs[o]);
                 }
-            });
+            }
+        };
+        if out_size > 0 {
+            match split {
+                true => y
+                    .par_chunks_mut(size * out_size)
+                    .enumerate()
+                    .for_each(group),
+                false => y.chunks_mut(size * out_size).enumerate().for_each(group),
+            }
+        }
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
     }
 
-    /// Backward of [`forward_batched`]: `dW = dY · colᵀ` and `dcol = Wᵀ · dY` as two products
-    /// over the whole batch (`dY` reordered to `[C_out, N * P]`), then `col2im` per sample.
+    /// Backward of [`forward_batched`], per group of samples: `dY` reordered to
+    /// `[C_out, ns * P]`, `dW += dY · colᵀ` and `dcol = Wᵀ · dY`, then `col2im` per sample.
     fn backward_batched(
         gs: &[f32],
         xs: &[f32],
@@ -1152,58 +1175,139 @@ mod conv {
         g: Geometry,
         [need_x, need_w, need_b]: [bool; 3],
     ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
-        let (p, np, hw) = (g.p(), g.n * g.p(), g.h * g.w);
+        let (p, hw, in_size) = (g.p(), g.h * g.w, g.c * g.h * g.w);
         let b = Batched::new(&g, ws);
         let (ck, l) = (b.rows(&g), b.taps.len());
-        let par = Parallelism::Rayon(rayon::current_num_threads());
-        let mut dyt = Scratch::new(g.c_out * np);
-        dyt.par_chunks_mut(np).enumerate().for_each(|(o, row)| {
-            for s in 0..g.n {
-                row[s * p..(s + 1) * p].copy_from_slice(&gs[(s * g.c_out + o) * p..][..p]);
-            }
-        });
-        let db = need_b.then(|| {
-            let sums = dyt
-                .chunks(np)
-                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32);
-            tensor(sums.collect(), Shape::new([g.c_out]))
-        });
-        let dw = need_w.then(|| {
-            let col = b.col(&g, xs);
-            let mut dw = vec![0f32; g.c_out * ck];
-            matmul(
-                [g.c_out, ck, np],
-                &mut dw,
-                ck,
-                false,
-                (&dyt, 1, np),
-                (&col, np, 1),
-                par,
-            );
-            tensor(b.scatter_dw(&g, dw), Shape::new([g.c_out, g.c, g.kh, g.kw]))
-        });
-        let dx = need_x.then(|| {
-            let mut dcol = Scratch::new(ck * np);
-            matmul(
-                [ck, np, g.c_out],
-                &mut dcol,
-                np,
-                false,
-                (&b.w, ck, 1),
-                (&dyt, 1, np),
-                par,
-            );
-            b.plan.zero_wrapped_rows(&g, &b.taps, &mut dcol, np);
-            let mut dx = vec![0f32; g.n * g.c * hw];
-            dx.par_chunks_mut(g.c * hw).enumerate().for_each(|(s, d)| {
-                for (c, dxc) in d.chunks_mut(hw).enumerate() {
-                    let rows = &dcol[c * l * np + s * p..];
-                    col2im_channel(&g, &b.plan, &b.taps, rows, dxc, np);
+        let (size, split, par) = Batched::group(&g, ck);
+        let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
+        let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
+        let group = |mut acc: Sums, i: usize, dxg: Option<&mut [f32]>| -> Sums {
+            let s0 = i * size;
+            let ns = size.min(g.n - s0);
+            let np = ns * p;
+            let mut dyt = Scratch::new(g.c_out * np);
+            for (o, row) in dyt.chunks_mut(np).enumerate() {
+                for s in 0..ns {
+                    row[s * p..][..p].copy_from_slice(&gs[((s0 + s) * g.c_out + o) * p..][..p]);
                 }
-            });
-            tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))
-        });
-        (dx, dw, db)
+                if need_b {
+                    acc.db[o] += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+            }
+            if need_w {
+                let col = b.col(&g, &xs[s0 * in_size..][..ns * in_size], ns);
+                matmul(
+                    [g.c_out, ck, np],
+                    &mut acc.dw,
+                    ck,
+                    true,
+                    (&dyt, 1, np),
+                    (&col, np, 1),
+                    par,
+                );
+            }
+            if let Some(dxg) = dxg {
+                let mut dcol = Scratch::new(ck * np);
+                matmul(
+                    [ck, np, g.c_out],
+                    &mut dcol,
+                    np,
+                    false,
+                    (&b.w, ck, 1),
+                    (&dyt, 1, np),
+                    par,
+                );
+                b.plan.zero_wrapped_rows(&g, &b.taps, &mut dcol, np);
+                for (s, d) in dxg.chunks_mut(in_size).enumerate() {
+                    for (c, dxc) in d.chunks_mut(hw).enumerate() {
+                        let rows = &dcol[c * l * np + s * p..];
+                        col2im_channel(&g, &b.plan, &b.taps, rows, dxc, np);
+                    }
+                }
+            }
+            acc
+        };
+        let groups = g.n.div_ceil(size);
+        let sums = Sums::fold(split, groups, &mut dx, size * in_size, init, group);
+        Sums::tensors(sums, dx, &g, [need_x, need_w, need_b], |dw| {
+            b.scatter_dw(&g, dw)
+        })
+    }
+
+    /// A task's weight- and bias-gradient sums, merged across tasks at the end.
+    struct Sums {
+        dw: Vec<f32>,
+        db: Vec<f64>,
+    }
+
+    impl Sums {
+        fn new(dw: usize, db: usize) -> Self {
+            Sums {
+                dw: vec![0f32; dw],
+                db: vec![0f64; db],
+            }
+        }
+
+        fn merge(mut self, other: Sums) -> Sums {
+            self.dw.iter_mut().zip(&other.dw).for_each(|(x, y)| *x += y);
+            self.db.iter_mut().zip(&other.db).for_each(|(x, y)| *x += y);
+            self
+        }
+
+        /// Runs `task(sums, i, dx_i)` for work items `0..count`, item `i` owning `dx`'s
+        /// `i`-th chunk of `chunk` values (`None` when `dx` is empty): as parallel tasks with
+        /// their sums merged when `split`, otherwise in order.
+        fn fold<I, T>(
+            split: bool,
+            count: usize,
+            dx: &mut [f32],
+            chunk: usize,
+            init: I,
+            task: T,
+        ) -> Sums
+        where
+            I: Fn() -> Sums + Sync + Send,
+            T: Fn(Sums, usize, Option<&mut [f32]>) -> Sums + Sync + Send,
+        {
+            match (split, dx.is_empty() || chunk == 0) {
+                (true, false) => dx
+                    .par_chunks_mut(chunk)
+                    .enumerate()
+                    .fold(&init, |acc, (i, d)| task(acc, i, Some(d)))
+                    .reduce(&init, Sums::merge),
+                (true, true) => (0..count)
+                    .into_par_iter()
+                    .fold(&init, |acc, i| task(acc, i, None))
+                    .reduce(&init, Sums::merge),
+                (false, _) => {
+                    let mut acc = init();
+                    let mut chunks = dx.chunks_mut(chunk.max(1));
+                    for i in 0..count {
+                        acc = task(acc, i, chunks.next());
+                    }
+                    acc
+                }
+            }
+        }
+
+        /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through
+        /// `dw` (which may scatter kept columns back to the full shape).
+        fn tensors(
+            self,
+            dx: Vec<f32>,
+            g: &Geometry,
+            [need_x, need_w, need_b]: [bool; 3],
+            dw: impl FnOnce(Vec<f32>) -> Vec<f32>,
+        ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+            (
+                need_x.then(|| tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))),
+                need_w.then(|| tensor(dw(self.dw), Shape::new([g.c_out, g.c, g.kh, g.kw]))),
+                need_b.then(|| {
+                    let db = self.db.into_iter().map(|v| v as f32).collect();
+                    tensor(db, Shape::new([g.c_out]))
+                }),
+            )
+        }
     }
 
     pub(super) fn forward(
@@ -1281,18 +1385,10 @@ mod conv {
         let (split, par) = parallelism(g.n);
         let in_size = g.c * g.h * g.w;
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
-        let wlen = g.c_out * ck;
-        // Per task: weight-gradient and bias-gradient sums.
-        type Acc = (Vec<f32>, Vec<f64>);
-        let init = || -> Acc {
-            (
-                vec![0f32; if need_w { wlen } else { 0 }],
-                vec![0f64; g.c_out],
-            )
-        };
+        let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
         let scratch = if g.identity_col() { 0 } else { ck * g.tile() };
-        let sample = |mut acc: Acc, s: usize, dxn: Option<&mut [f32]>| -> Acc {
-            let (dw, db) = &mut acc;
+        let sample = |mut acc: Sums, s: usize, dxn: Option<&mut [f32]>| -> Sums {
+            let Sums { dw, db } = &mut acc;
             let mut col = Scratch::new(if need_w { scratch } else { 0 });
             let mut dcol = Scratch::new(if dxn.is_some() { scratch } else { 0 });
             let xn = &xs[s * in_size..(s + 1) * in_size];
@@ -1352,45 +1448,8 @@ mod conv {
             }
             acc
         };
-        let merge = |mut a: Acc, b: Acc| -> Acc {
-            a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
-            a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
-            a
-        };
-        let (dw, db) = match (split, need_x) {
-            (true, true) => dx
-                .par_chunks_mut(in_size)
-                .enumerate()
-                .fold(init, |acc, (s, d)| sample(acc, s, Some(d)))
-                .reduce(init, merge),
-            (true, false) => (0..g.n)
-                .into_par_iter()
-                .fold(init, |acc, s| sample(acc, s, None))
-                .reduce(init, merge),
-            (false, _) => {
-                let mut acc = init();
-                for s in 0..g.n {
-                    let d = if need_x {
-                        Some(&mut dx[s * in_size..(s + 1) * in_size])
-                    } else {
-                        None
-                    };
-                    acc = sample(acc, s, d);
-                }
-                acc
-            }
-        };
-        let shape_x = Shape::new([g.n, g.c, g.h, g.w]);
-        (
-            need_x.then(|| tensor(dx, shape_x)),
-            need_w.then(|| tensor(dw, Shape::new([g.c_out, g.c, g.kh, g.kw]))),
-            need_b.then(|| {
-                tensor(
-                    db.into_iter().map(|v| v as f32).collect(),
-                    Shape::new([g.c_out]),
-                )
-            }),
-        )
+        let sums = Sums::fold(split, g.n, &mut dx, in_size, init, sample);
+        sums.tensors(dx, &g, [need_x, need_w, need_b], |dw| dw)
     }
 }
 
