@@ -970,11 +970,20 @@ mod conv {
     }
 
     /// Copies the im2col columns of `plan`'s tile of sample `x` (`[C, H, W]`) into `col`
-    /// (`C * kh * kw` rows `(c, i, j)`, `ld` apart).
-    fn im2col(g: &Geometry, plan: &Plan, x: &[f32], col: &mut [f32], ld: usize) {
+    /// (`C * kh * kw` rows `(c, i, j)`, `ld` apart), channels in parallel when `parallel`
+    /// (a batch smaller than the thread count, whose samples are not parallel tasks).
+    fn im2col(g: &Geometry, plan: &Plan, x: &[f32], col: &mut [f32], ld: usize, parallel: bool) {
         let (hw, k) = (g.h * g.w, g.kh * g.kw);
-        for c in 0..g.c {
-            im2col_channel(g, plan, &plan.all, &x[c * hw..], &mut col[c * k * ld..], ld);
+        let channel = |(c, rows): (usize, &mut [f32])| {
+            im2col_channel(g, plan, &plan.all, &x[c * hw..], rows, ld);
+        };
+        match parallel && k * ld > 0 {
+            true => col
+                .par_chunks_mut(k * ld)
+                .take(g.c)
+                .enumerate()
+                .for_each(channel),
+            false => (0..g.c).for_each(|c| channel((c, &mut col[c * k * ld..]))),
         }
     }
 
@@ -1336,7 +1345,7 @@ mod conv {
                     &xn[p0..]
                 } else {
                     let col = &mut col[..ck * t];
-                    im2col(&g, plan, xn, col, t);
+                    im2col(&g, plan, xn, col, t, !split);
                     col
                 };
                 let rs = if g.identity_col() { p } else { t };
@@ -1405,7 +1414,7 @@ mod conv {
                         (&xn[p0..], p)
                     } else {
                         let col = &mut col[..ck * t];
-                        im2col(&g, plan, xn, col, t);
+                        im2col(&g, plan, xn, col, t, !split);
                         (col, t)
                     };
                     // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK).
