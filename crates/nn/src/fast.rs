@@ -264,8 +264,8 @@ mod tests {
 
     /// The kernel gives Burn's outputs and gradients (input, weight, bias) up to float
     /// rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels, strides
-    /// 1 and 2, both formulations (one product over the batch for maps of at most 64 pixels,
-    /// one per sample above), batches larger and smaller than the thread count, and im2col tiles
+    /// 1 and 2, both formulations (products over groups of samples for maps of at most 64
+    /// pixels, one per sample above), batches larger and smaller than the thread count, and im2col tiles
     /// (a 40x40 input with 64 rows spans several).
     #[test]
     fn conv2d_matches_burn_forward_and_gradients() {
@@ -281,10 +281,14 @@ mod tests {
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
             // Stride 1 with rows as wide as the input's (im2col as shifted copies): padding
-            // all on one side, more than the kernel's reach, and a 5x5 on a 5x4 map.
+            // all on one side, more than the kernel's reach, and a 5x5 on a map 4 wide; on
+            // maps of at most 64 pixels (sample groups) and above (per sample).
             (2, 3, 4, [3, 3], 1, (0, 0, 2, 2), true, [9, 7]),
             (2, 2, 3, [3, 3], 1, (2, 2, 0, 0), false, [6, 5]),
             (2, 2, 3, [5, 5], 1, (2, 2, 2, 2), true, [5, 4]),
+            (2, 3, 4, [3, 3], 1, (0, 0, 2, 2), true, [12, 9]),
+            (2, 2, 3, [3, 3], 1, (2, 2, 0, 0), false, [10, 9]),
+            (2, 2, 3, [5, 5], 1, (2, 2, 2, 2), true, [17, 4]),
             // Maps smaller than the kernel's reach, where some taps read only padding
             // (ResNet's last stage): 1x1 (only the centre tap), 2x2 stride 2, 1x3.
             (4, 5, 3, [3, 3], 1, (1, 1, 1, 1), true, [1, 1]),
