@@ -4,7 +4,7 @@ use burn::tensor::Device;
 
 use crate::models::{
     Network, alexnet, densenet, inception, inception_resnet, lenet, mobilenet, resnet, simple,
-    small, squeezenet, vgg, xception,
+    small, squeezenet, vgg, wrn, xception,
 };
 use crate::spec::{ModelError, ModelSpec};
 
@@ -340,6 +340,46 @@ pub const MODELS: &[ModelEntry] = &[
         family: "ResNet (CIFAR)",
         paper: "He et al. 2016, sec. 4.2, option A",
         build: |s, d| Ok(Network::ResNet(resnet::ResNet::resnet110(s, d)?)),
+    },
+    ModelEntry {
+        name: "wrn16_4",
+        classes: 10,
+        params: 2_748_890,
+        macs: 393_087_488,
+        input: [3, 32, 32],
+        family: "Wide ResNet",
+        paper: "Zagoruyko & Komodakis 2016 (WRN-16-4)",
+        build: |s, d| Ok(Network::WideResNet(wrn::WideResNet::wrn16_4(s, d)?)),
+    },
+    ModelEntry {
+        name: "wrn16_8",
+        classes: 10,
+        params: 10_961_370,
+        macs: 1_549_079_552,
+        input: [3, 32, 32],
+        family: "Wide ResNet",
+        paper: "Zagoruyko & Komodakis 2016 (WRN-16-8)",
+        build: |s, d| Ok(Network::WideResNet(wrn::WideResNet::wrn16_8(s, d)?)),
+    },
+    ModelEntry {
+        name: "wrn28_10",
+        classes: 10,
+        params: 36_479_194,
+        macs: 5_245_638_912,
+        input: [3, 32, 32],
+        family: "Wide ResNet",
+        paper: "Zagoruyko & Komodakis 2016 (WRN-28-10)",
+        build: |s, d| Ok(Network::WideResNet(wrn::WideResNet::wrn28_10(s, d)?)),
+    },
+    ModelEntry {
+        name: "wrn40_4",
+        classes: 10,
+        params: 8_949_210,
+        macs: 1_299_974_656,
+        input: [3, 32, 32],
+        family: "Wide ResNet",
+        paper: "Zagoruyko & Komodakis 2016 (WRN-40-4)",
+        build: |s, d| Ok(Network::WideResNet(wrn::WideResNet::wrn40_4(s, d)?)),
     },
     ModelEntry {
         name: "densenet121",

@@ -11,6 +11,7 @@ pub mod simple;
 pub mod small;
 pub mod squeezenet;
 pub mod vgg;
+pub mod wrn;
 pub mod xception;
 
 use burn::module::Module;
@@ -59,6 +60,8 @@ pub enum Network {
     Vgg(vgg::Vgg),
     /// AlexNet.
     AlexNet(alexnet::AlexNet),
+    /// Wide ResNet (CIFAR layout).
+    WideResNet(wrn::WideResNet),
 }
 
 /// Calls the same method on whichever model a [`Network`] holds.
@@ -83,6 +86,7 @@ macro_rules! each {
             Network::ResNet($m) => $call,
             Network::Vgg($m) => $call,
             Network::AlexNet($m) => $call,
+            Network::WideResNet($m) => $call,
         }
     };
 }

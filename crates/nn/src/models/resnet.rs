@@ -276,7 +276,7 @@ fn side_after(w: usize, layers: &[(usize, usize, usize)]) -> Option<usize> {
 }
 
 /// Whether `spec` has channels and both input sides survive `chain` (see [`side_after`]).
-fn input_fits(spec: &ModelSpec, chain: &[(usize, usize, usize)]) -> bool {
+pub(crate) fn input_fits(spec: &ModelSpec, chain: &[(usize, usize, usize)]) -> bool {
     spec.in_channels > 0
         && spec
             .input_size
