@@ -390,14 +390,8 @@ mod tests {
     /// `(learnable, num_params)`: what PyTorch's `parameters()` counts, and what Burn's
     /// `num_params` counts, which adds batch norm's running means and variances (buffers in
     /// PyTorch).
-    fn counts(net: &impl ModuleSnapshot) -> (usize, usize) {
-        let learnable = net
-            .collect(None, None, false)
-            .iter()
-            .filter(|t| !t.name.ends_with(".running_mean") && !t.name.ends_with(".running_var"))
-            .map(|t| t.shape.num_elements())
-            .sum();
-        (learnable, net.num_params())
+    fn counts(net: &impl Module) -> (usize, usize) {
+        (crate::learnable_params(net), net.num_params())
     }
 
     #[test]

@@ -170,7 +170,6 @@ impl WideResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::store::ModuleSnapshot;
     use burn::tensor::Distribution;
 
     type Build = fn(&ModelSpec, &Device) -> Result<WideResNet, ModelError>;
@@ -183,13 +182,7 @@ mod tests {
     /// norm's running means and variances.
     fn counts(build: Build, input: [usize; 3], classes: usize) -> (usize, usize) {
         let net = build(&spec(input, classes), &Device::flex()).unwrap();
-        let learnable = net
-            .collect(None, None, false)
-            .iter()
-            .filter(|t| !t.name.ends_with(".running_mean") && !t.name.ends_with(".running_var"))
-            .map(|t| t.shape.num_elements())
-            .sum();
-        (learnable, net.num_params())
+        (crate::learnable_params(&net), net.num_params())
     }
 
     #[test]
