@@ -65,6 +65,18 @@ enum Command {
     Pretrained,
 }
 
+/// Output into a closed pipe (`convnet models | head`) ends the process quietly, as it does
+/// for other Unix tools, instead of a panic on the next `println!`. Not for `serve`, which keeps
+/// Rust's default (the signal ignored, a write error on that one connection).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread is started; no
+    // handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     // `train --recipe/--config` become the recipe's flags, ahead of the ones given.
     let args = cmd::recipes::expand(std::env::args_os().collect()).unwrap_or_else(|e| {
@@ -72,6 +84,9 @@ fn main() {
         std::process::exit(1);
     });
     let cli = Cli::parse_from(args);
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_broken_pipe();
+    }
     convnet_data::folder::set_limits(Some(cli.max_pixels), Some(cli.max_image_bytes));
     let result = match cli.command {
         Command::Train(a) => cmd::train::run(a),

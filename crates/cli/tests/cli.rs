@@ -693,6 +693,14 @@ fn summary_no_top_and_receptive_fields() {
         out.contains("[-1, 512, 4, 4]") && !out.contains("Linear"),
         "{out}"
     );
+    // Without --num-classes, the model's own classes (10 for resnet20, not ImageNet's 1000).
+    let o = convnet(&["summary", "resnet20"], dir.path());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("10 classes") && out.contains("Trainable params: 269,722"),
+        "{out}"
+    );
     // LeNet-5: C1 5x5, S2 6x6, C3 14x14, S4 16x16, C5 the whole 32x32 input.
     let o = convnet(&["calc", "rf", "lenet5"], dir.path());
     let (out, err) = text(&o);
@@ -912,4 +920,24 @@ fn transfer_pretrain_freeze_unfreeze_features_and_head() {
     );
     let o = convnet(&["pretrained"], d);
     assert!(text(&o).0.contains("vgg16-397923af.pth"), "{:?}", text(&o));
+}
+
+/// Output into a pipe whose reader is gone (`convnet models | head`) ends the process quietly,
+/// without a panic and its backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .arg("models")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }

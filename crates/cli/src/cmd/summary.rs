@@ -14,9 +14,9 @@ pub struct Args {
     /// Input CxHxW [default: the model's native input].
     #[arg(long)]
     pub input: Option<String>,
-    /// Number of classes.
-    #[arg(long, default_value_t = 1000)]
-    pub num_classes: usize,
+    /// Number of classes [default: the model's, e.g. 10 for resnet20, 1000 for ImageNet networks].
+    #[arg(long)]
+    pub num_classes: Option<usize>,
     /// Summarise only the convolutional base, without the classifier (Keras' `include_top=False`).
     #[arg(long)]
     pub no_top: bool,
@@ -44,7 +44,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(s) => parse_input(s)?,
         None => entry.input,
     };
-    let spec = ModelSpec::new(&a.model, [c, h, w], a.num_classes);
+    let spec = ModelSpec::new(&a.model, [c, h, w], a.num_classes.unwrap_or(entry.classes));
     let device = burn::tensor::Device::flex().autodiff();
     let net = convnet_nn::build(&spec, &device)?;
     let s = summarize(&net, &spec, &device, !a.no_top);
