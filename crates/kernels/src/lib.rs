@@ -995,11 +995,7 @@ mod conv {
             im2col_channel(g, plan, &plan.all, &x[c * hw..], rows, ld);
         };
         match parallel && k * ld > 0 {
-            true => col
-                .par_chunks_mut(k * ld)
-                .take(g.c)
-                .enumerate()
-                .for_each(channel),
+            true => col.par_chunks_mut(k * ld).enumerate().for_each(channel),
             false => (0..g.c).for_each(|c| channel((c, &mut col[c * k * ld..]))),
         }
     }
@@ -1529,9 +1525,6 @@ mod tests {
         );
     }
 
-    /// Output, batch statistics and the gradients of input, gamma and beta agree with Burn's
-    /// `batch_norm_train`, for maps and for one value per channel (`[N, C, 1, 1]`) and a channel with a large mean (where an
-    /// unshifted E[x²] - E[x]² would cancel).
     /// The first of equal maxima wins, and a NaN wins over numbers (PyTorch's rule): output and
     /// recorded argmax of windows with a NaN last, a NaN after the maximum, a tie and neither.
     #[test]
@@ -1551,6 +1544,9 @@ mod tests {
         assert_eq!(plain.as_slice::<f32>().unwrap()[1..3], y[1..3]);
     }
 
+    /// Output, batch statistics and the gradients of input, gamma and beta agree with Burn's
+    /// `batch_norm_train`, for maps and for one value per channel (`[N, C, 1, 1]`) and a channel with a large mean (where an
+    /// unshifted E[x²] - E[x]² would cancel).
     #[test]
     fn batch_norm_matches_burn() {
         let d = Device::flex().autodiff();
