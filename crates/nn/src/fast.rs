@@ -29,33 +29,114 @@ use burn::tensor::{DType, Device, Tensor};
 /// # Shapes
 /// `[N, C, H, W]` → `[N, C_out, H', W']`
 pub fn conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let pad = kernel_padding(conv, x)?;
+    Some(convnet_kernels::conv2d(
+        x.clone(),
+        conv.weight.val(),
+        conv_bias(conv, x),
+        conv.stride,
+        pad,
+    ))
+}
+
+/// The padding `[top, left, bottom, right]` when [`convnet_kernels`]' convolution applies to
+/// `conv` on `x` (groups 1, dilation 1, no "same" padding, the `flex` device), else `None`.
+fn kernel_padding(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 4]> {
     let (top, left, bottom, right) = match conv.padding {
         PaddingConfig2d::Valid => (0, 0, 0, 0),
         PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
         PaddingConfig2d::Same => return None,
     };
     let [n, c, h, w] = x.dims();
-    let [c_out, c_w, kh, kw] = conv.weight.dims();
+    let [_, c_w, kh, kw] = conv.weight.dims();
     let (hp, wp) = (h + top + bottom, w + left + right);
     let groups_dilation = conv.groups == 1 && conv.dilation == [1, 1];
-    if !fast_enabled() || !groups_dilation || c_w != c || hp < kh || wp < kw || n == 0 {
-        return None;
-    }
-    if !on_flex(x) {
-        return None;
-    }
-    let bias = match &conv.bias {
+    let fits = groups_dilation && c_w == c && hp >= kh && wp >= kw && n > 0;
+    (fast_enabled() && fits && on_flex(x)).then_some([top, left, bottom, right])
+}
+
+/// The convolution's bias, zeros when it has none.
+fn conv_bias(conv: &Conv2d, x: &Tensor<4>) -> Tensor<1> {
+    match &conv.bias {
         Some(b) => b.val(),
-        None => Tensor::zeros([c_out], &x.device()),
-    };
-    let pad = [top, left, bottom, right];
-    Some(convnet_kernels::conv2d(
+        None => Tensor::zeros([conv.weight.dims()[0]], &x.device()),
+    }
+}
+
+/// In inference, `relu(bn(conv(x)) + residual)` (the residual and the ReLU each optional) as
+/// one kernel call on the `flex` device: the batch norm becomes a scale and shift per output
+/// channel (with the convolution's bias folded into the shift), applied with the residual
+/// and the ReLU while each output row is still in cache ([`convnet_kernels::conv2d_affine`]).
+/// Saves up to four passes over the block's output. `None` in training (an autodiff input),
+/// where [`conv2d`] does not apply, or when the shapes do not match.
+pub fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    x: &Tensor<4>,
+    residual: Option<&Tensor<4>>,
+    relu: bool,
+) -> Option<Tensor<4>> {
+    if x.is_autodiff() {
+        return None;
+    }
+    let pad = kernel_padding(conv, x)?;
+    let [c_out, _, _, _] = conv.weight.dims();
+    if bn.gamma.dims() != [c_out] {
+        return None;
+    }
+    let (scale, shift) = bn_scale_shift(bn, &x.device());
+    let shift = shift.add(conv_bias(conv, x).mul(scale.clone()));
+    let residual = residual.cloned();
+    if let Some(r) = &residual {
+        let [n, _, h, w] = x.dims();
+        let [_, _, kh, kw] = conv.weight.dims();
+        let ho = (h + pad[0] + pad[2] - kh) / conv.stride[0] + 1;
+        let wo = (w + pad[1] + pad[3] - kw) / conv.stride[1] + 1;
+        if r.dims() != [n, c_out, ho, wo] || !on_flex(r) {
+            return None;
+        }
+    }
+    Some(convnet_kernels::conv2d_affine(
         x.clone(),
         conv.weight.val(),
-        bias,
+        scale,
+        shift,
+        residual,
         conv.stride,
         pad,
+        relu,
     ))
+}
+
+/// In inference, `relu(conv(x))` as one kernel call on the `flex` device (the ReLU applied
+/// to each output row while it is in cache). `None` in training or where [`conv2d`] does not
+/// apply.
+pub fn conv_relu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    if x.is_autodiff() {
+        return None;
+    }
+    let pad = kernel_padding(conv, x)?;
+    let [c_out, _, _, _] = conv.weight.dims();
+    Some(convnet_kernels::conv2d_affine(
+        x.clone(),
+        conv.weight.val(),
+        Tensor::ones([c_out], &x.device()),
+        conv_bias(conv, x),
+        None,
+        conv.stride,
+        pad,
+        true,
+    ))
+}
+
+/// A batch norm in inference as `x * scale + shift` per channel: `scale = gamma / sqrt(var +
+/// eps)`, `shift = beta - mean * scale`, computed on the `[C]` vectors.
+fn bn_scale_shift(bn: &BatchNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
+    let mean = bn.running_mean.value().to_device(device);
+    let var = bn.running_var.value().to_device(device);
+    let scale = bn.gamma.val().div(var.add_scalar(bn.epsilon).sqrt());
+    let shift = bn.beta.val().sub(mean.mul(scale.clone()));
+    (scale, shift)
 }
 
 /// `pool.forward(x)` for non-overlapping windows (kernel = stride, no padding, no dilation):
@@ -115,15 +196,11 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> Option<Tenso
     if x.is_autodiff() {
         return batch_norm_train(bn, x, false);
     }
-    let device = x.device();
     let [c] = bn.gamma.dims();
     if x.dims()[1] != c {
         return None;
     }
-    let mean = bn.running_mean.value().to_device(&device);
-    let var = bn.running_var.value().to_device(&device);
-    let scale = bn.gamma.val().div(var.add_scalar(bn.epsilon).sqrt());
-    let shift = bn.beta.val().sub(mean.mul(scale.clone()));
+    let (scale, shift) = bn_scale_shift(bn, &x.device());
     let mut dims = [1usize; D];
     dims[1] = c;
     Some(x.clone().mul(scale.reshape(dims)).add(shift.reshape(dims)))
@@ -361,6 +438,74 @@ mod tests {
         assert!(super::conv2d(&dilated.init(&d), &x.clone().autodiff()).is_none());
         let grouped = Conv2dConfig::new([2, 2], [1, 1]).with_groups(2);
         assert!(super::conv2d(&grouped.init(&d), &Tensor::zeros([1, 2, 3, 3], &d)).is_none());
+    }
+
+    /// Convolution, inference batch norm, residual and ReLU in one kernel call (and
+    /// convolution + ReLU) give Burn's layers' result, on maps of at most 64 pixels (products over sample groups) and above
+    /// (per sample), with and without the convolution's bias, residual and ReLU; the
+    /// composed autodiff form gives the same values. Training inputs and mismatched
+    /// residuals are refused.
+    #[test]
+    fn conv_bn_matches_the_layers() {
+        let cpu = Device::flex();
+        cpu.seed(11);
+        let uniform = |n, lo, hi| Tensor::<1>::random([n], Distribution::Uniform(lo, hi), &cpu);
+        for (n, ci, co, stride, bias, hw) in [
+            (3, 4, 5, 1, false, [7, 6]),
+            (2, 3, 6, 2, true, [9, 8]),
+            (2, 4, 5, 1, true, [12, 11]),
+            (1, 3, 4, 2, false, [21, 20]),
+        ] {
+            let conv = Conv2dConfig::new([ci, co], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(bias)
+                .init(&cpu);
+            let mut bn = BatchNormConfig::new(co).init(&cpu);
+            bn.running_mean = burn::module::RunningState::new(uniform(co, -1.0, 1.0));
+            bn.running_var = burn::module::RunningState::new(uniform(co, 0.5, 2.0));
+            bn.gamma = burn::module::Param::from_tensor(uniform(co, 0.5, 1.5));
+            bn.beta = burn::module::Param::from_tensor(uniform(co, -0.5, 0.5));
+            let x = Tensor::<4>::random([n, ci, hw[0], hw[1]], Distribution::Default, &cpu);
+            let y = bn.forward(conv.forward(x.clone()));
+            let r = Tensor::<4>::random(y.dims(), Distribution::Default, &cpu);
+            for (residual, relu) in [(false, false), (false, true), (true, true)] {
+                let reference = match residual {
+                    true => y.clone() + r.clone(),
+                    false => y.clone(),
+                };
+                let reference = match relu {
+                    true => activation::relu(reference),
+                    false => reference,
+                };
+                let res = residual.then_some(&r);
+                let fast = super::conv_bn(&conv, &bn, &x, res, relu).expect("applicable");
+                let d = rel_diff(fast, reference.clone());
+                assert!(
+                    d < 1e-5,
+                    "{n} {ci}->{co} s{stride} {hw:?} {residual} {relu}: {d}"
+                );
+                let (scale, shift) = super::bn_scale_shift(&bn, &cpu);
+                let shift = shift.add(super::conv_bias(&conv, &x).mul(scale.clone()));
+                let composed = convnet_kernels::conv2d_affine(
+                    x.clone().autodiff(),
+                    conv.weight.val().autodiff(),
+                    scale.autodiff(),
+                    shift.autodiff(),
+                    res.map(|r| r.clone().autodiff()),
+                    [stride, stride],
+                    [1; 4],
+                    relu,
+                );
+                assert!(rel_diff(composed.inner(), reference) < 1e-5);
+            }
+            let plain = super::conv_relu(&conv, &x).expect("applicable");
+            assert!(rel_diff(plain, activation::relu(conv.forward(x.clone()))) < 1e-5);
+            assert!(super::conv_relu(&conv, &x.clone().autodiff()).is_none());
+            assert!(super::conv_bn(&conv, &bn, &x.clone().autodiff(), None, true).is_none());
+            let wrong = Tensor::<4>::zeros([n, co + 1, 1, 1], &cpu);
+            assert!(super::conv_bn(&conv, &bn, &x, Some(&wrong), true).is_none());
+        }
     }
 
     /// Per-op times at small-cnn and mnist-cnn shapes (batch 64):

@@ -5,7 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use crate::trace::{Layer, bn_relu};
+use crate::trace::{Layer, conv_bn_relu};
 
 /// Output length of a convolution or pooling window along one axis:
 /// `floor((W - F + 2P) / S) + 1`, or `None` when the window does not fit.
@@ -84,7 +84,7 @@ impl Layer<4> for ConvBnRelu {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, c_out, H', W']`
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
-        bn_relu(&self.bn, self.conv.run(x))
+        conv_bn_relu(&self.conv, &self.bn, x)
     }
 }
 

@@ -267,6 +267,71 @@ pub fn bn_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     relu(bn.run(x))
 }
 
+/// `bn.run(conv.run(x))`: in inference on the CPU one kernel call ([`crate::fast::conv_bn`]);
+/// otherwise (and when tracing) the two layers.
+pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    match fused(conv, bn, &x, None, false) {
+        Some(y) => y,
+        None => bn.run(conv.run(x)),
+    }
+}
+
+/// `relu(conv.run(x))`: in inference on the CPU one kernel call (the ReLU applied to each
+/// output row while it is in cache); otherwise (and when tracing) the two layers.
+pub fn conv_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let fast = match tracing() || probing() {
+        true => None,
+        false => crate::fast::conv_relu(conv, &x),
+    };
+    match fast {
+        Some(y) => y,
+        None => relu(conv.run(x)),
+    }
+}
+
+/// `relu(bn.run(conv.run(x)))`: in inference on the CPU one kernel call; otherwise (and when
+/// tracing) the layers, with [`bn_relu`] (one kernel for both in training).
+pub fn conv_bn_relu(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    match fused(conv, bn, &x, None, true) {
+        Some(y) => y,
+        None => bn_relu(bn, conv.run(x)),
+    }
+}
+
+/// `relu(bn.run(conv.run(x)) + shortcut())`, a ResNet block's tail: in inference on the CPU
+/// one kernel call. When tracing, the shortcut runs after the main branch, as in torchvision
+/// (the summary's layer order).
+pub fn conv_bn_add_relu(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    shortcut: impl FnOnce() -> Tensor<4>,
+) -> Tensor<4> {
+    if tracing() || probing() {
+        let y = bn.run(conv.run(x));
+        return relu(add(y, shortcut()));
+    }
+    let r = shortcut();
+    match fused(conv, bn, &x, Some(&r), true) {
+        Some(y) => y,
+        None => relu(add(bn.run(conv.run(x)), r)),
+    }
+}
+
+/// [`crate::fast::conv_bn`] unless a summary is being traced (which records each layer).
+fn fused(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    x: &Tensor<4>,
+    residual: Option<&Tensor<4>>,
+    then_relu: bool,
+) -> Option<Tensor<4>> {
+    match tracing() || probing() {
+        true => None,
+        false => crate::fast::conv_bn(conv, bn, x, residual, then_relu),
+    }
+}
+
 /// tanh, recorded.
 pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     record("Tanh", 0, 0, activation::tanh(x))

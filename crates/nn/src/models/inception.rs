@@ -34,7 +34,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, bn_relu, concat, flatten, relu};
+use crate::trace::{Layer, concat, conv_bn_relu, flatten, relu};
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -85,7 +85,7 @@ impl Layer<4> for BasicConv2d {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, c_out, H', W']`
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
-        bn_relu(&self.bn, self.conv.run(x))
+        conv_bn_relu(&self.conv, &self.bn, x)
     }
 }
 

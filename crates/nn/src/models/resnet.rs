@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor, s};
 
 use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, add, bn_relu, flatten, record, relu};
+use crate::trace::{Layer, conv_bn, conv_bn_add_relu, conv_bn_relu, flatten, record};
 
 /// The shortcut connection of a residual block (paper section 3.3, Table 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,7 +94,7 @@ fn shortcut(
     c_out: usize,
 ) -> Tensor<4> {
     if let Some((conv, bn)) = proj {
-        return bn.run(conv.run(x));
+        return conv_bn(conv, bn, x);
     }
     let [n, c, h, w] = x.dims();
     if stride == 1 && c == c_out {
@@ -153,13 +153,12 @@ impl BasicBlock {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, planes, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = bn_relu(&self.bn1, self.conv1.run(x.clone()));
-        let out = self.bn2.run(self.conv2.run(out));
-        let [_, c_out, _, _] = out.dims();
-        relu(add(
-            out,
-            shortcut(&self.downsample, x, self.conv1.stride[0], c_out),
-        ))
+        let out = conv_bn_relu(&self.conv1, &self.bn1, x.clone());
+        let [c_out, _, _, _] = self.conv2.weight.dims();
+        let stride = self.conv1.stride[0];
+        conv_bn_add_relu(&self.conv2, &self.bn2, out, || {
+            shortcut(&self.downsample, x, stride, c_out)
+        })
     }
 }
 
@@ -207,14 +206,13 @@ impl Bottleneck {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, 4 * planes, ceil(H / stride), ceil(W / stride)]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = bn_relu(&self.bn1, self.conv1.run(x.clone()));
-        let out = bn_relu(&self.bn2, self.conv2.run(out));
-        let out = self.bn3.run(self.conv3.run(out));
-        let [_, c_out, _, _] = out.dims();
-        relu(add(
-            out,
-            shortcut(&self.downsample, x, self.conv2.stride[0], c_out),
-        ))
+        let out = conv_bn_relu(&self.conv1, &self.bn1, x.clone());
+        let out = conv_bn_relu(&self.conv2, &self.bn2, out);
+        let [c_out, _, _, _] = self.conv3.weight.dims();
+        let stride = self.conv2.stride[0];
+        conv_bn_add_relu(&self.conv3, &self.bn3, out, || {
+            shortcut(&self.downsample, x, stride, c_out)
+        })
     }
 }
 
@@ -385,7 +383,7 @@ impl ResNet {
 
     /// The convolutional base, before global pooling: `[N, C, 224, 224]` → `[N, 512·e, 7, 7]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = bn_relu(&self.bn1, self.conv1.run(x));
+        let x = conv_bn_relu(&self.conv1, &self.bn1, x);
         let x = match &self.maxpool {
             Some(pool) => pool.run(x),
             None => x,

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::layers::{conv_out, conv2d};
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, flatten, relu};
+use crate::trace::{Layer, conv_relu, flatten, relu};
 
 /// Seed 003's MNIST CNN: conv 16 5x5 p2 → ReLU → pool 2 → conv 32 5x5 p2 → ReLU → pool 2 →
 /// linear (1568 → classes on 28x28 input).
@@ -47,8 +47,8 @@ impl MnistCnn {
 
     /// The convolutional base: `[N, C, 28, 28]` → `[N, 32, 7, 7]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.pool.run(relu(self.conv1.run(x)));
-        self.pool.run(relu(self.conv2.run(x)))
+        let x = self.pool.run(conv_relu(&self.conv1, x));
+        self.pool.run(conv_relu(&self.conv2, x))
     }
 
     /// The classifier on top of [`Self::forward_features`].
@@ -106,8 +106,8 @@ impl GtsrbNet {
 
     /// The convolutional base: `[N, C, 32, 32]` → `[N, 16, 6, 6]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.pool.run(relu(self.conv1.run(x)));
-        self.pool.run(relu(self.conv2.run(x)))
+        let x = self.pool.run(conv_relu(&self.conv1, x));
+        self.pool.run(conv_relu(&self.conv2, x))
     }
 
     /// The classifier on top of [`Self::forward_features`].

@@ -16,7 +16,7 @@ use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, concat, flatten, relu};
+use crate::trace::{Layer, concat, conv_relu, flatten, relu};
 
 /// A convolution with weights drawn by `init` and a zero bias (torchvision's SqueezeNet
 /// initialisation), padded by `k / 2` at stride 1 and not at all at stride 2 (the stem).
@@ -78,10 +78,10 @@ impl Fire {
     /// # Shapes
     /// `[N, c_in, H, W]` → `[N, e1 + e3, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let s = relu(self.squeeze.run(x));
+        let s = conv_relu(&self.squeeze, x);
         concat(vec![
-            relu(self.expand1x1.run(s.clone())),
-            relu(self.expand3x3.run(s)),
+            conv_relu(&self.expand1x1, s.clone()),
+            conv_relu(&self.expand3x3, s),
         ])
     }
 }

@@ -254,7 +254,7 @@ impl VggFeatures {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, 512, H/32, W/32]` (e.g. `[N, 3, 150, 150]` → `[N, 512, 4, 4]`)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.layers.iter().fold(x, |x, l| l.run(x))
+        super::alexnet::run_features(&self.layers, x)
     }
 }
 

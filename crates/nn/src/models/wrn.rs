@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::layers::conv_he;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, add, bn_relu, flatten};
+use crate::trace::{Layer, add, bn_relu, conv_bn_relu, flatten};
 
 /// A pre-activation basic block from `c_in` to `c_out` channels.
 #[derive(Module, Debug)]
@@ -54,7 +54,7 @@ impl WideBlock {
         let pre = bn_relu(&self.bn1, x.clone());
         let out = self
             .conv2
-            .run(bn_relu(&self.bn2, self.conv1.run(pre.clone())));
+            .run(conv_bn_relu(&self.conv1, &self.bn2, pre.clone()));
         let shortcut = match &self.shortcut {
             Some(proj) => proj.run(pre),
             None => x,

@@ -29,7 +29,7 @@ use burn::tensor::{Device, Tensor};
 use super::inception::{check_sides, global_pool};
 use crate::layers::conv_out;
 use crate::spec::{ModelError, ModelSpec};
-use crate::trace::{Layer, add, bn_relu, flatten, relu};
+use crate::trace::{Layer, add, bn_relu, conv_bn, conv_bn_relu, flatten, relu};
 
 /// Batch norm with Keras' eps 0.001.
 fn bn(c: usize, device: &Device) -> BatchNorm {
@@ -172,7 +172,7 @@ impl Layer<4> for Block {
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.rep.iter().fold(x.clone(), |y, layer| layer.run(y));
         let shortcut = match (&self.skip, &self.skipbn) {
-            (Some(conv), Some(bn)) => bn.run(conv.run(x)),
+            (Some(conv), Some(bn)) => conv_bn(conv, bn, x),
             _ => x,
         };
         add(y, shortcut)
@@ -279,8 +279,8 @@ impl Xception {
 
     /// The convolutional base: `[N, C, 299, 299]` → `[N, 2048, 10, 10]`.
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = bn_relu(&self.bn1, self.conv1.run(x));
-        let x = bn_relu(&self.bn2, self.conv2.run(x));
+        let x = conv_bn_relu(&self.conv1, &self.bn1, x);
+        let x = conv_bn_relu(&self.conv2, &self.bn2, x);
         let blocks = [
             &self.block1,
             &self.block2,
