@@ -342,8 +342,9 @@ mod tests {
     /// The kernel gives Burn's outputs and gradients (input, weight, bias) up to float
     /// rounding, with and without padding and bias, for 3x3, 5x5, 1x1 and 2x3 kernels, strides
     /// 1 and 2, both formulations (products over groups of samples for maps of at most 64
-    /// pixels, one per sample above), batches larger and smaller than the thread count, and im2col tiles
-    /// (a 40x40 input with 64 rows spans several).
+    /// pixels, one per sample above), batches larger and smaller than the thread count (one
+    /// sample's tiles shared among the threads), and im2col tiles (a 40x40 input with 64 rows
+    /// spans several).
     #[test]
     fn conv2d_matches_burn_forward_and_gradients() {
         let d = Device::flex().autodiff();
@@ -357,6 +358,9 @@ mod tests {
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
+            // One sample on more than 64 pixels: its tiles shared among the threads.
+            (1, 4, 6, [1, 1], 1, (0, 0, 0, 0), true, [12, 10]),
+            (1, 2, 3, [3, 3], 2, (1, 1, 1, 1), false, [31, 29]),
             // Stride 1 with rows as wide as the input's (im2col as shifted copies): padding
             // all on one side, more than the kernel's reach, and a 5x5 on a map 4 wide; on
             // maps of at most 64 pixels (sample groups) and above (per sample).
