@@ -19,7 +19,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, FloatTensorOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, ExtensionType, Flex, TensorMetadata,
@@ -35,6 +35,18 @@ pub trait CpuKernels: Backend {
     /// Max pool with a 2x2 window and stride 2, no padding, floor mode: `[N, C, H, W]` →
     /// `[N, C, H / 2, W / 2]`.
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Max pool with any window, stride and symmetric padding (read as -inf), floor mode:
+    /// `[N, C, H, W]` → `[N, C, (H + 2 ph - kh) / sh + 1, (W + 2 pw - kw) / sw + 1]`; needs
+    /// `H + 2 ph >= kh` and `W + 2 pw >= kw`. On `flex` a kernel for inference (ResNet's and
+    /// GoogLeNet's 3x3/2 stems: Burn's is a scalar loop per window); under autodiff Burn's
+    /// own op, which records the backward.
+    fn max_pool2d(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
 
     /// 2-D convolution (groups 1, dilation 1) as im2col tiles and `gemm` products:
     /// `x` `[N, C, H, W]`, `weight` `[C_out, C, kh, kw]`, `bias` `[C_out]` (zeros for none),
@@ -95,6 +107,21 @@ pub struct BatchNormOut<B: Backend> {
 /// `max_pool2x2` on a [`Tensor`] (any `flex` device, with or without autodiff).
 pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::max_pool2x2(x.into_dispatch()))
+}
+
+/// `max_pool2d` on a [`Tensor`] (see [`CpuKernels::max_pool2d`]).
+pub fn max_pool2d(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as CpuKernels>::max_pool2d(
+        x.into_dispatch(),
+        kernel,
+        stride,
+        padding,
+    ))
 }
 
 /// `conv2d` on [`Tensor`]s (see [`CpuKernels::conv2d`]).
@@ -168,6 +195,15 @@ pub fn batch_norm_train<const D: usize>(
 impl CpuKernels for Flex {
     fn max_pool2x2(x: FlexTensor) -> FlexTensor {
         pool_forward(&x, false).0
+    }
+
+    fn max_pool2d(
+        x: FlexTensor,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        max_pool(&x, kernel, stride, padding)
     }
 
     fn conv2d(
@@ -266,6 +302,15 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         }
     }
 
+    fn max_pool2d(
+        x: AdTensor<C>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> AdTensor<C> {
+        <Self as ModuleOps<Self>>::max_pool2d(x, kernel, stride, padding, [1, 1], false)
+    }
+
     fn conv2d(
         x: AdTensor<C>,
         weight: AdTensor<C>,
@@ -325,7 +370,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     ) -> AdTensor<C> {
         let [c_out, _, _, _] = weight.shape().dims();
         let zeros = Self::float_zeros(Shape::new([c_out]), &x.device(), FloatDType::F32);
-        let y = Self::conv2d(x, weight, zeros, stride, padding);
+        let y = <Self as CpuKernels>::conv2d(x, weight, zeros, stride, padding);
         let per_channel = |t| Self::float_reshape(t, Shape::new([1, c_out, 1, 1]));
         let y = Self::float_mul(y, per_channel(scale));
         let y = Self::float_add(y, per_channel(shift));
@@ -538,6 +583,48 @@ fn pool_columns(m: &[f32], k: &[u8], out: &mut [f32], arg: &mut [u8]) {
             (*o, *a) = pick(j);
         }
     }
+}
+
+/// Max pool of an `[N, C, H, W]` tensor with any window, stride and symmetric padding (read
+/// as -inf), floor mode; a NaN in a window wins, as in PyTorch. Per output row, the maximum
+/// of the window's input rows first (contiguous, vectorised) into a buffer with -inf margins,
+/// then the maximum of each window's columns in it.
+fn max_pool(
+    x: &FlexTensor,
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) -> FlexTensor {
+    let x = contiguous(x);
+    let [n, c, h, w] = x.shape().dims();
+    assert!(h + 2 * ph >= kh && w + 2 * pw >= kw && sh > 0 && sw > 0);
+    let (ho, wo) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+    let xs = x.as_slice::<f32>().expect("contiguous");
+    let pick = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
+    let mut out = vec![0f32; n * c * ho * wo];
+    if ho * wo > 0 {
+        let buffer = || vec![f32::NEG_INFINITY; w + 2 * pw];
+        out.par_chunks_mut(ho * wo)
+            .enumerate()
+            .for_each_init(buffer, |buf, (plane, o)| {
+                let src = &xs[plane * h * w..][..h * w];
+                for (oy, o) in o.chunks_mut(wo).enumerate() {
+                    let row = &mut buf[pw..pw + w];
+                    row.fill(f32::NEG_INFINITY);
+                    let y0 = (oy * sh).saturating_sub(ph);
+                    let y1 = (oy * sh + kh).saturating_sub(ph).min(h);
+                    for y in y0..y1 {
+                        let r = &src[y * w..][..w];
+                        row.iter_mut().zip(r).for_each(|(b, &v)| *b = pick(*b, v));
+                    }
+                    for (ox, o) in o.iter_mut().enumerate() {
+                        let window = &buf[ox * sw..ox * sw + kw];
+                        *o = window.iter().fold(f32::NEG_INFINITY, |m, &v| pick(m, v));
+                    }
+                }
+            });
+    }
+    tensor(out, Shape::new([n, c, ho, wo]))
 }
 
 /// Gradient of [`pool_forward`]: each output gradient goes to its window's argmax; rows and

@@ -139,30 +139,37 @@ fn bn_scale_shift(bn: &BatchNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
     (scale, shift)
 }
 
-/// `pool.forward(x)` for non-overlapping windows (kernel = stride, no padding, no dilation):
-/// 2x2 windows on the `flex` device through [`convnet_kernels::max_pool2x2`] (training and
-/// inference); other sizes, in inference, as a reshape and two `max_dim`s. Burn's `flex` max
+/// `pool.forward(x)` without dilation: 2x2/2 windows without padding on the `flex` device
+/// through [`convnet_kernels::max_pool2x2`] (training and inference); in inference, other
+/// windows on `flex` through [`convnet_kernels::max_pool2d`] (overlapping and padded ones
+/// too), and non-overlapping ones elsewhere as a reshape and two `max_dim`s. Burn's `flex` max
 /// pool is a scalar loop that clips every window's range per output element (small-cnn's first
-/// pool: 14 ms against 8 ms reshaped, 5.5 ms in the kernel). Input rows and columns beyond the
-/// last whole window are dropped, as in floor mode. Otherwise `None`.
+/// pool: 14 ms against 8 ms reshaped, 5.5 ms in the kernel). Otherwise `None`.
 ///
 /// # Shapes
-/// `[N, C, H, W]` → `[N, C, H / k, W / k]`
+/// `[N, C, H, W]` → `[N, C, H', W']` (floor mode)
 pub fn max_pool2d(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let [kh, kw] = pool.kernel_size;
+    let [n, c, h, w] = x.dims();
+    if !fast_enabled() || pool.dilation != [1, 1] {
+        return None;
+    }
     let zero_pad = matches!(
         pool.padding,
         PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
     );
-    if !fast_enabled() || pool.stride != pool.kernel_size || pool.dilation != [1, 1] || !zero_pad {
-        return None;
-    }
-    let [n, c, h, w] = x.dims();
+    let tiling = pool.stride == pool.kernel_size && zero_pad;
     let floor = !pool.ceil_mode || (h % 2 == 0 && w % 2 == 0);
-    if [kh, kw] == [2, 2] && on_flex(x) && floor && n * c * (h / 2) * (w / 2) > 0 {
+    if tiling && [kh, kw] == [2, 2] && on_flex(x) && floor && n * c * (h / 2) * (w / 2) > 0 {
         return Some(convnet_kernels::max_pool2x2(x.clone()));
     }
     if x.is_autodiff() {
+        return None;
+    }
+    if on_flex(x) {
+        return max_pool_windows(pool, x);
+    }
+    if !tiling {
         return None;
     }
     let (ho, wo) = (h / kh, w / kw);
@@ -180,6 +187,28 @@ pub fn max_pool2d(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
         .max_dim(3)
         .reshape([n, c, ho, wo]);
     Some(y)
+}
+
+/// In inference on `flex`, any max pool with symmetric padding whose floor and ceil modes
+/// agree (or floor mode) through [`convnet_kernels::max_pool2d`]: overlapping windows such as
+/// ResNet's 3x3/2 stem pool, which Burn runs as a scalar loop per window (5 % of ResNet-50 at
+/// batch 1). `None` otherwise.
+fn max_pool_windows(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let [kh, kw] = pool.kernel_size;
+    let [sh, sw] = pool.stride;
+    let [n, c, h, w] = x.dims();
+    let [ph, pw] = match pool.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => [t, l],
+        _ => return None,
+    };
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    let fits = hp >= kh && wp >= kw && sh > 0 && sw > 0 && n * c > 0;
+    // Padding of more than half a window (refused by PyTorch) could leave a window empty.
+    let padding_ok = 2 * ph <= kh && 2 * pw <= kw;
+    let floor = fits && (!pool.ceil_mode || ((hp - kh) % sh == 0 && (wp - kw) % sw == 0));
+    (floor && padding_ok)
+        .then(|| convnet_kernels::max_pool2d(x.clone(), [kh, kw], [sh, sw], [ph, pw]))
 }
 
 /// `bn.forward(x)` in inference as one scale and one shift per channel, `x * s + t` with
@@ -415,8 +444,41 @@ mod tests {
                 assert_eq!(super::max_pool2d(&pool, &x.autodiff()).is_some(), k == 2);
             }
         }
-        let overlapping = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init();
-        assert!(super::max_pool2d(&overlapping, &Tensor::zeros([1, 1, 6, 6], &cpu)).is_none());
+        // Overlapping and padded windows in inference: the windows kernel, Burn's values
+        // (a NaN included); training keeps Burn's; ceil mode only where it equals floor.
+        for (k, stride, pad, shape) in [
+            (3, 2, 1, [2, 3, 9, 8]),
+            (3, 2, 0, [1, 2, 9, 10]),
+            (3, 1, 1, [1, 2, 5, 4]),
+            (5, 3, 2, [1, 1, 11, 7]),
+        ] {
+            let pool = MaxPool2dConfig::new([k, k])
+                .with_strides([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init();
+            let x = Tensor::<4>::random(shape, Distribution::Default, &cpu);
+            let fast = super::max_pool2d(&pool, &x).expect("applicable");
+            assert_eq!(
+                max_diff(fast, pool.forward(x.clone())),
+                0.0,
+                "{k}/{stride} p{pad}"
+            );
+            assert!(super::max_pool2d(&pool, &x.clone().autodiff()).is_none());
+        }
+        let nan = Tensor::<4>::from_floats([[[[1.0, f32::NAN, 2.0], [0.0, 3.0, 1.0]]]], &cpu);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).init();
+        let y = super::max_pool2d(&pool, &nan)
+            .expect("applicable")
+            .into_data();
+        let y = y.try_to_vec::<f32>().unwrap();
+        assert!(y[0].is_nan() && y[1].is_nan(), "{y:?}");
+        let ceil = |h| {
+            let pool = MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_ceil_mode(true);
+            super::max_pool2d(&pool.init(), &Tensor::zeros([1, 1, h, h], &cpu)).is_some()
+        };
+        assert!(ceil(9) && !ceil(8));
         // Batch norm (inference): folded scale and shift, Burn's up to rounding.
         let mut bn = BatchNormConfig::new(3).init(&cpu);
         let stats =
