@@ -104,16 +104,57 @@ class ResNet20(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        blocks, c = [], 16
-        for c_out, stride in [(16, 1), (32, 2), (64, 2)]:
-            for i in range(n):
-                blocks.append(BasicBlockA(c, c_out, stride if i == 0 else 1))
-                c = c_out
-        self.blocks = nn.Sequential(*blocks)
+        c = 16
+        for name, c_out, stride in [("layer1", 16, 1), ("layer2", 32, 2), ("layer3", 64, 2)]:
+            blocks = [BasicBlockA(c if i == 0 else c_out, c_out, stride if i == 0 else 1)
+                      for i in range(n)]
+            setattr(self, name, nn.Sequential(*blocks))  # convnet's weight keys
+            c = c_out
         self.fc = nn.Linear(64, classes)
 
     def forward(self, x):
-        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class WideBlock(nn.Module):
+    """A pre-activation wide basic block (Zagoruyko & Komodakis 2016, the authors' code):
+    BN-ReLU-conv3x3-BN-ReLU-conv3x3, plus the input, or a 1x1 projection of the pre-activated
+    input where the shape changes."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        changes = c_in != c_out or stride != 1
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False) if changes else None
+
+    def forward(self, x):
+        pre = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
+        return out + (self.shortcut(pre) if self.shortcut is not None else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k, CIFAR layout, as convnet's `wrn16_4`, ... (`crates/nn/src/models/wrn.rs`)."""
+
+    def __init__(self, depth, k, in_channels=3, classes=10):
+        super().__init__()
+        n, widths = (depth - 4) // 6, [16, 16 * k, 32 * k, 64 * k]
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        for g, stride in [(1, 1), (2, 2), (3, 2)]:
+            blocks = [WideBlock(widths[g - 1] if i == 0 else widths[g], widths[g],
+                                stride if i == 0 else 1) for i in range(n)]
+            setattr(self, f"block{g}", nn.Sequential(*blocks))
+        self.bn1 = nn.BatchNorm2d(widths[3])
+        self.fc = nn.Linear(widths[3], classes)
+
+    def forward(self, x):
+        x = self.block3(self.block2(self.block1(self.conv1(x))))
+        x = F.relu(self.bn1(x))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
@@ -138,6 +179,7 @@ MODELS = {
     "small-cnn": (SmallCnn, (1, 28, 28), 10),
     "small-vgg": (SmallVgg, (1, 28, 28), 10),
     "resnet20": (ResNet20, (3, 32, 32), 10),
+    "wrn16_4": (lambda c, classes, size: WideResNet(16, 4, c, classes), (3, 32, 32), 10),
     "resnet18": (torchvision_model("resnet18"), (3, 224, 224), 1000),
     "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 1000),
     "vgg16": (torchvision_model("vgg16"), (3, 224, 224), 1000),

@@ -14,12 +14,14 @@ import torch
 import torchvision.models as tvm
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
-from torch_step import MnistCnn, SmallCnn  # noqa: E402
+from torch_step import MnistCnn, ResNet20, SmallCnn, WideResNet  # noqa: E402
 
 # convnet name -> (constructor, input shape C,H,W, classes)
 MODELS = {
     "mnist-cnn": (lambda: MnistCnn(classes=10), (1, 28, 28), 10),
     "small-cnn": (lambda: SmallCnn(classes=10), (1, 28, 28), 10),
+    "resnet20": (lambda: ResNet20(classes=10), (3, 32, 32), 10),
+    "wrn16_4": (lambda: WideResNet(16, 4, classes=10), (3, 32, 32), 10),
     "alexnet": (lambda: tvm.alexnet(), (3, 224, 224), 1000),
     "vgg11": (lambda: tvm.vgg11(), (3, 224, 224), 1000),
     "vgg11_bn": (lambda: tvm.vgg11_bn(), (3, 224, 224), 1000),

@@ -100,10 +100,12 @@ fn parity(py: &Path, name: &str) -> (f32, f32) {
 }
 
 /// convnet models with a PyTorch counterpart in `parity.py` (torchvision's, or the bench's for
-/// convnet's own small CNNs).
-const MODELS_IN_TORCHVISION: [&str; 22] = [
+/// convnet's own small CNNs and the CIFAR ResNet-20 and wide ResNet, which torchvision lacks).
+const PARITY_MODELS: [&str; 24] = [
     "mnist-cnn",
     "small-cnn",
+    "resnet20",
+    "wrn16_4",
     "alexnet",
     "vgg11",
     "vgg11_bn",
@@ -137,9 +139,18 @@ fn logits_match_pytorch() {
         return;
     };
     let registered: Vec<&str> = convnet_nn::MODELS.iter().map(|m| m.name).collect();
+    // `CONVNET_PARITY_ONLY=resnet20,wrn16_4` checks only those (while working on a model).
+    let only = std::env::var("CONVNET_PARITY_ONLY").ok();
+    let only: Option<Vec<&str>> = only.as_deref().map(|v| v.split(',').collect());
     let mut checked = 0;
-    for name in MODELS_IN_TORCHVISION {
+    for name in PARITY_MODELS {
         if !registered.contains(&name) {
+            continue;
+        }
+        if let Some(only) = &only
+            && !only.contains(&name)
+        {
+            checked += 1;
             continue;
         }
         let (diff, scale) = parity(&py, name);
@@ -153,7 +164,7 @@ fn logits_match_pytorch() {
     }
     assert_eq!(
         checked,
-        MODELS_IN_TORCHVISION.len(),
+        PARITY_MODELS.len(),
         "a listed model is not registered"
     );
 }
