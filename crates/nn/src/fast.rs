@@ -387,6 +387,11 @@ mod tests {
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
+            // Stride 1 above 64 pixels with C_out <= C: the input gradient as a convolution
+            // of dY with the flipped kernel (asymmetric padding, 5x5, 2x3).
+            (2, 4, 3, [3, 3], 1, (0, 0, 2, 2), true, [12, 9]),
+            (2, 3, 3, [5, 5], 1, (2, 2, 2, 2), true, [17, 4]),
+            (3, 4, 2, [2, 3], 1, (0, 1, 1, 0), false, [12, 9]),
             // One sample on more than 64 pixels: its tiles shared among the threads.
             (1, 4, 6, [1, 1], 1, (0, 0, 0, 0), true, [12, 10]),
             (1, 2, 3, [3, 3], 2, (1, 1, 1, 1), false, [31, 29]),
