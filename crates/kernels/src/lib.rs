@@ -64,8 +64,9 @@ pub trait CpuKernels: Backend {
     /// `add_residual`, then a ReLU with `relu`. A batch norm in inference is such a scale and
     /// shift, so a ResNet block's `relu(bn(conv(x)) + shortcut)` is one call instead of four
     /// passes. Under autodiff the same result is composed from tracked ops (not fused).
-    /// (`residual` is a tensor and a flag, not an `Option`: Burn 0.22.1's extension macro
-    /// routes `Option` tensors but does not unwrap them for the backends.)
+    /// (`residual` is a tensor and a flag, not an `Option`: with an `Option` tensor argument
+    /// Burn 0.22.1's extension macro generated a call passing `Option<DispatchTensor>` to the
+    /// backends' `Option<FlexTensor>`, which does not compile.)
     #[allow(clippy::too_many_arguments)]
     fn conv2d_affine(
         x: FloatTensor<Self>,
