@@ -3,7 +3,7 @@
 mod cmd;
 mod device;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// CNN image classification: train a convolutional network, evaluate it and predict with it.
 ///
@@ -77,13 +77,30 @@ fn quiet_broken_pipe() {
     }
 }
 
+/// `train --help` for `--augment`: the doc comment plus every key and preset, which live in
+/// `convnet_data::augment` (one list for help and error messages).
+fn augment_help() -> String {
+    use convnet_data::augment::{KEYS, preset_names};
+    format!(
+        "Training augmentation: a spec (`hflip,shift=0.1,rotate=15`) or a preset; `convnet \
+         augment` previews it. `none` turns off a recipe's augmentation.\n\nKeys: {KEYS}\n\n\
+         Presets: {}",
+        preset_names()
+    )
+}
+
 fn main() {
     // `train --recipe/--config` become the recipe's flags, ahead of the ones given.
     let args = cmd::recipes::expand(std::env::args_os().collect()).unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     });
-    let cli = Cli::parse_from(args);
+    let matches = Cli::command()
+        .mut_subcommand("train", |c| {
+            c.mut_arg("augment", |a| a.long_help(augment_help()))
+        })
+        .get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if !matches!(cli.command, Command::Serve(_)) {
         quiet_broken_pipe();
     }

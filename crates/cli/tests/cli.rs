@@ -941,3 +941,24 @@ fn a_closed_output_pipe_ends_quietly() {
         "{err}"
     );
 }
+
+/// `train --help` lists every augmentation key and preset (from the same list as the spec
+/// parser's error message); `-h` keeps the one-line summary.
+#[test]
+fn train_help_lists_the_augment_keys_and_presets() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = convnet(&["train", "--help"], dir.path());
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    for needle in [
+        "erase=P",
+        "rrc=S|HxW",
+        "cutmix=ALPHA",
+        "keras-seed001",
+        "cifar-train",
+    ] {
+        assert!(out.contains(needle), "train --help lacks {needle}:\n{out}");
+    }
+    let (short, _) = text(&convnet(&["train", "-h"], dir.path()));
+    assert!(short.contains("--augment") && !short.contains("erase=P"));
+}

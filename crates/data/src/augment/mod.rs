@@ -149,7 +149,8 @@ pub struct SpecError {
     pub why: String,
 }
 
-fn preset_names() -> String {
+/// The preset names, comma-separated (for help and error messages).
+pub fn preset_names() -> String {
     PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
 }
 
