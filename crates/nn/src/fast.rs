@@ -84,24 +84,27 @@ pub fn conv_bn(
     if bn.gamma.dims() != [c_out] {
         return None;
     }
-    let (scale, shift) = bn_scale_shift(bn, &x.device());
-    let shift = shift.add(conv_bias(conv, x).mul(scale.clone()));
-    let residual = residual.cloned();
-    if let Some(r) = &residual {
+    if let Some(r) = residual {
         let [n, _, h, w] = x.dims();
         let [_, _, kh, kw] = conv.weight.dims();
-        let ho = (h + pad[0] + pad[2] - kh) / conv.stride[0] + 1;
-        let wo = (w + pad[1] + pad[3] - kw) / conv.stride[1] + 1;
-        if r.dims() != [n, c_out, ho, wo] || !on_flex(r) {
+        let [sh, sw] = conv.stride;
+        let ho = crate::layers::conv_out(h + pad[0] + pad[2], kh, sh, 0);
+        let wo = crate::layers::conv_out(w + pad[1] + pad[3], kw, sw, 0);
+        if Some(r.dims()) != ho.zip(wo).map(|(ho, wo)| [n, c_out, ho, wo]) || !on_flex(r) {
             return None;
         }
     }
+    let (scale, shift) = bn_scale_shift(bn, &x.device());
+    let shift = match &conv.bias {
+        Some(b) => shift.add(b.val().mul(scale.clone())),
+        None => shift,
+    };
     Some(convnet_kernels::conv2d_affine(
         x.clone(),
         conv.weight.val(),
         scale,
         shift,
-        residual,
+        residual.cloned(),
         conv.stride,
         pad,
         relu,
@@ -512,10 +515,10 @@ mod tests {
     }
 
     /// Convolution, inference batch norm, residual and ReLU in one kernel call (and
-    /// convolution + ReLU) give Burn's layers' result, on maps of at most 64 pixels (products over sample groups) and above
-    /// (per sample), with and without the convolution's bias, residual and ReLU; the
-    /// composed autodiff form gives the same values. Training inputs and mismatched
-    /// residuals are refused.
+    /// convolution + ReLU) give Burn's layers' result, on maps of at most 64 pixels (products
+    /// over sample groups) and above (per sample), with and without the convolution's bias,
+    /// residual and ReLU; the composed autodiff form gives the same values. Training inputs
+    /// and mismatched residuals are refused.
     #[test]
     fn conv_bn_matches_the_layers() {
         let cpu = Device::flex();

@@ -258,8 +258,7 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// `relu(bn.run(x))`: in training on the CPU one fused kernel pass
 /// ([`crate::fast::batch_norm_relu`]), otherwise (and when tracing) the two layers.
 pub fn bn_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    if !tracing()
-        && !probing()
+    if may_fuse()
         && let Some(y) = crate::fast::batch_norm_relu(bn, &x)
     {
         return y;
@@ -279,11 +278,10 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 /// `relu(conv.run(x))`: in inference on the CPU one kernel call (the ReLU applied to each
 /// output row while it is in cache); otherwise (and when tracing) the two layers.
 pub fn conv_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let fast = match tracing() || probing() {
-        true => None,
-        false => crate::fast::conv_relu(conv, &x),
-    };
-    match fast {
+    match may_fuse()
+        .then(|| crate::fast::conv_relu(conv, &x))
+        .flatten()
+    {
         Some(y) => y,
         None => relu(conv.run(x)),
     }
@@ -307,7 +305,7 @@ pub fn conv_bn_add_relu(
     x: Tensor<4>,
     shortcut: impl FnOnce() -> Tensor<4>,
 ) -> Tensor<4> {
-    if tracing() || probing() {
+    if !may_fuse() {
         let y = bn.run(conv.run(x));
         return relu(add(y, shortcut()));
     }
@@ -318,7 +316,13 @@ pub fn conv_bn_add_relu(
     }
 }
 
-/// [`crate::fast::conv_bn`] unless a summary is being traced (which records each layer).
+/// Whether layers may run as one fused kernel: not while a summary or a receptive-field
+/// probe records each layer.
+fn may_fuse() -> bool {
+    !tracing() && !probing()
+}
+
+/// [`crate::fast::conv_bn`] where [`may_fuse`].
 fn fused(
     conv: &Conv2d,
     bn: &BatchNorm,
@@ -326,10 +330,9 @@ fn fused(
     residual: Option<&Tensor<4>>,
     then_relu: bool,
 ) -> Option<Tensor<4>> {
-    match tracing() || probing() {
-        true => None,
-        false => crate::fast::conv_bn(conv, bn, x, residual, then_relu),
-    }
+    may_fuse()
+        .then(|| crate::fast::conv_bn(conv, bn, x, residual, then_relu))
+        .flatten()
 }
 
 /// tanh, recorded.

@@ -88,15 +88,14 @@ impl Layer<2> for ClassifierLayer {
 pub fn run_features(layers: &[FeatureLayer], mut x: Tensor<4>) -> Tensor<4> {
     use FeatureLayer::{BatchNorm, Conv, Relu};
     let mut rest = layers;
-    while let Some(first) = rest.first() {
+    loop {
         (x, rest) = match rest {
             [Conv(c), BatchNorm(b), Relu(_), tail @ ..] => (conv_bn_relu(c, b, x), tail),
             [Conv(c), Relu(_), tail @ ..] => (conv_relu(c, x), tail),
-            [_, tail @ ..] => (first.run(x), tail),
-            [] => break,
+            [layer, tail @ ..] => (layer.run(x), tail),
+            [] => return x,
         };
     }
-    x
 }
 
 /// Runs a `classifier` Sequential.
