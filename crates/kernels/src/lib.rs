@@ -11,6 +11,9 @@
 //!   `x * a + b` in a second; backward in two passes (two sums per channel, then
 //!   `dx = k1 * dy + k2 * x + k3`). Burn's default composes ~15 tensor ops with three
 //!   `swap_dims` copies.
+//! - Convolution: im2col tiles and `gemm` products ([`conv`]), with the 3x3 stride-1 layers
+//!   of 16 channels or more as Winograd F(2x2, 3x3) ([`winograd`]), the epilogue (bias or
+//!   folded batch norm, residual, ReLU) applied to each output row in the same pass.
 
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ use burn::backend::{
 };
 use burn::tensor::{DType, FloatDType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
+
+mod winograd;
 
 /// The extension: each method has a `Flex` implementation (inference) and an
 /// `Autodiff<Flex>` one that records the backward pass.
@@ -993,6 +998,12 @@ impl<'a> Epilogue<'a> {
 
     /// Finishes output row `o` of sample `s` in place (`row` holds the product).
     fn apply(&self, s: usize, o: usize, row: &mut [f32]) {
+        self.apply_span(s, o, 0, row.len(), row);
+    }
+
+    /// Finishes the values `start..start + row.len()` of output row `o` (`p` long) of sample
+    /// `s` in place.
+    fn apply_span(&self, s: usize, o: usize, start: usize, p: usize, row: &mut [f32]) {
         let t = self.shift[o];
         match self.scale {
             Some(scale) => row.iter_mut().for_each(|v| *v = *v * scale[o] + t),
@@ -1000,7 +1011,7 @@ impl<'a> Epilogue<'a> {
         }
         if let Some(r) = self.residual {
             let c_out = self.shift.len();
-            let r = &r[(s * c_out + o) * row.len()..][..row.len()];
+            let r = &r[(s * c_out + o) * p + start..][..row.len()];
             row.iter_mut().zip(r).for_each(|(v, &r)| *v += r);
         }
         if self.relu {
@@ -1035,7 +1046,7 @@ mod conv {
         /// Buffers above this many values (256 MiB) are freed rather than kept.
         const KEEP: usize = 1 << 26;
 
-        fn new(len: usize) -> Self {
+        pub(super) fn new(len: usize) -> Self {
             let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
             if buf.len() < len {
                 buf.resize(len, 0.0);
@@ -1332,7 +1343,7 @@ mod conv {
     /// `dst (m x n, row stride dst_rs) = [dst +] lhs (m x k) · rhs (k x n)`, each operand given
     /// by its column and row strides.
     #[allow(clippy::too_many_arguments)]
-    fn matmul(
+    pub(super) fn matmul(
         [m, n, k]: [usize; 3],
         dst: &mut [f32],
         dst_rs: usize,
@@ -1654,6 +1665,9 @@ mod conv {
     ) -> FlexTensor {
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+        if super::winograd::applies(&g) {
+            return super::winograd::forward(xs, ws, ep, g);
+        }
         if g.batched() {
             return forward_batched(xs, ws, ep, g);
         }
@@ -1763,7 +1777,9 @@ mod conv {
     /// im2col. `None` for strides above 1 or padding beyond the kernel's reach. Used for maps
     /// above 8x8 where `C_out <= C` (its im2col of `dY` is then no larger than `Wᵀ · dY`):
     /// ResNet-20's step at 28x28 x1.03-1.06. On the small maps of sample groups it made
-    /// ResNet-18 at 32x32 slower (x0.90), and with `C_out = 2 C` (seed 003's CNN) x0.97.
+    /// ResNet-18 at 32x32 slower (x0.90), and with `C_out = 2 C` (seed 003's CNN) x0.97 as
+    /// im2col; so there it is used only when the flipped 3x3 convolution runs as Winograd
+    /// (2.25x fewer products).
     fn input_grad_as_conv(grad: &FlexTensor, ws: &[f32], g: &Geometry) -> Option<FlexTensor> {
         if g.stride != [1, 1] || g.c == 0 || g.ho == 0 || g.wo == 0 {
             return None;
@@ -1814,7 +1830,7 @@ mod conv {
         );
         if need_x
             && !g.batched()
-            && g.c_out <= g.c
+            && (g.c_out <= g.c || super::winograd::applies(&g))
             && let Some(dx) = input_grad_as_conv(&grad, ws, &g)
         {
             let (_, dw, db) = backward(&grad, &x, &w, g, [false, need_w, need_b]);
