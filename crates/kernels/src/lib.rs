@@ -11,8 +11,8 @@
 //!   `x * a + b` in a second; backward in two passes (two sums per channel, then
 //!   `dx = k1 * dy + k2 * x + k3`). Burn's default composes ~15 tensor ops with three
 //!   `swap_dims` copies.
-//! - Convolution: im2col tiles and `gemm` products ([`conv`]), with the 3x3 stride-1 layers
-//!   of 16 channels or more as Winograd F(2x2, 3x3) ([`winograd`]), the epilogue (bias or
+//! - Convolution: im2col tiles and `gemm` products (module `conv`), with the 3x3 stride-1 layers
+//!   of 16 channels or more as Winograd F(2x2, 3x3) (module `winograd`), the epilogue (bias or
 //!   folded batch norm, residual, ReLU) applied to each output row in the same pass.
 
 use std::sync::Arc;
