@@ -12,7 +12,7 @@
 //!   `dx = k1 * dy + k2 * x + k3`). Burn's default composes ~15 tensor ops with three
 //!   `swap_dims` copies.
 //! - Convolution: im2col tiles and `gemm` products (module `conv`), with the 3x3 stride-1 layers
-//!   of 16 channels or more as Winograd F(2x2, 3x3) (module `winograd`), the epilogue (bias or
+//!   of 64 channels or more as Winograd F(2x2, 3x3) (module `winograd`), the epilogue (bias or
 //!   folded batch norm, residual, ReLU) applied to each output row in the same pass.
 
 use std::sync::Arc;
@@ -1665,9 +1665,14 @@ mod conv {
     ) -> FlexTensor {
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
-        if super::winograd::applies(&g) {
-            return super::winograd::forward(xs, ws, ep, g);
+        match super::winograd::applies(&g) {
+            true => super::winograd::forward(xs, ws, ep, g),
+            false => forward_im2col(xs, ws, ep, g),
         }
+    }
+
+    /// [`forward`] as im2col and `gemm` products, for any geometry.
+    pub(super) fn forward_im2col(xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
         if g.batched() {
             return forward_batched(xs, ws, ep, g);
         }

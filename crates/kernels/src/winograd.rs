@@ -14,18 +14,17 @@ use rayon::prelude::*;
 /// Transformed values per tile (4x4).
 const XI: usize = 16;
 
-/// Whether a convolution runs as Winograd: a 3x3 kernel at stride 1, at least
-/// `MIN_CHANNELS` input and output channels (below that the transforms cost more than the
-/// products save) and output maps of at least `MIN_PIXELS`.
+/// Whether a convolution runs as Winograd: a 3x3 kernel at stride 1, output maps of at least
+/// 64 pixels, and channels enough that the products (`∝ C · C_out`) outweigh the transforms
+/// (`∝ C + C_out`): `C · C_out >= 32 (C + C_out)`, i.e. 64 and 64. Measured per layer (the
+/// `timing` test, 2 threads): 64 → 64 channels x1.1-1.3, 128-512 at 14x14 to 112x112
+/// x1.3-1.7; 32 → 64 at 14x14 x0.78, 16 → 16 x0.60, 512 at 7x7 and batch 1 x0.67.
 pub(super) fn applies(g: &Geometry) -> bool {
-    const MIN_CHANNELS: usize = 16;
-    const MIN_PIXELS: usize = 64;
     g.kh == 3
         && g.kw == 3
         && g.stride == [1, 1]
-        && g.c >= MIN_CHANNELS
-        && g.c_out >= MIN_CHANNELS
-        && g.ho * g.wo >= MIN_PIXELS
+        && g.ho * g.wo >= 64
+        && g.c * g.c_out >= 32 * (g.c + g.c_out)
 }
 
 /// The tiles of a map: `tw` tiles per tile row, `th` tile rows.
@@ -37,6 +36,8 @@ fn tiles(g: &Geometry) -> (usize, usize) {
 /// 1 MiB, with at least 64 tiles and at least one tile row.
 fn block_rows(g: &Geometry) -> usize {
     let (tw, th) = tiles(g);
+    // (1 MiB against 4 and 8 MiB, at least 64 tiles against 128 and 256: within the noise
+    // of the layer timings below.)
     let target = ((1 << 18) / (XI * g.c)).max(64);
     (target / tw).clamp(1, th)
 }
@@ -343,6 +344,78 @@ mod tests {
                     err / scale
                 );
             }
+        }
+    }
+}
+
+/// Timings of single layers, Winograd against im2col (`cargo test --release -p
+/// convnet-kernels timing -- --ignored --nocapture`): where [`applies`]' thresholds come from.
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    /// Median seconds of `f` over `reps` runs after one warm-up.
+    fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+        f();
+        let mut t: Vec<f64> = (0..reps)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[reps / 2]
+    }
+
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn layers() {
+        // n, c, c_out, h (= w): ResNet-50's 3x3 layers at batch 1 and 16, VGG-16's at 8,
+        // ResNet-18's at 32x32 (batch 64), seed 003's CNN.
+        let cases = [
+            (1, 64, 64, 56),
+            (1, 128, 128, 28),
+            (1, 256, 256, 14),
+            (1, 512, 512, 7),
+            (16, 64, 64, 56),
+            (16, 128, 128, 28),
+            (16, 256, 256, 14),
+            (16, 512, 512, 7),
+            (8, 64, 64, 224),
+            (8, 128, 128, 112),
+            (8, 256, 256, 56),
+            (8, 512, 512, 28),
+            (8, 512, 512, 14),
+            (64, 64, 64, 32),
+            (64, 128, 128, 16),
+            (64, 256, 256, 8),
+            (64, 32, 64, 14),
+            (64, 16, 16, 28),
+        ];
+        println!("n c c_out map: im2col ms, winograd ms, ratio");
+        for (n, c, c_out, h) in cases {
+            let xs = vec![0.5f32; n * c * h * h];
+            let ws = vec![0.25f32; c_out * c * 9];
+            let x = tensor(xs.clone(), Shape::new([n, c, h, h]));
+            let wt = tensor(ws.clone(), Shape::new([c_out, c, 3, 3]));
+            let g = Geometry::new(&x, &wt, [1, 1], [1, 1, 1, 1]);
+            let zeros = vec![0f32; c_out];
+            let ep = Epilogue::bias(&zeros);
+            let reps = (2e9 / (n * c * c_out * h * h * 18) as f64).clamp(3.0, 51.0) as usize;
+            let a = median(reps, || {
+                super::super::conv::forward_im2col(&xs, &ws, &ep, g);
+            });
+            let b = median(reps, || {
+                forward(&xs, &ws, &ep, g);
+            });
+            println!(
+                "{n} {c} {c_out} {h}x{h}: {:.2} {:.2} x{:.2}",
+                a * 1e3,
+                b * 1e3,
+                a / b
+            );
         }
     }
 }
