@@ -222,7 +222,7 @@ impl CpuKernels for Flex {
         let g = Geometry::new(&x, &weight, stride, padding);
         let bias = contiguous(&bias);
         let epilogue = Epilogue::bias(bias.as_slice::<f32>().unwrap());
-        conv::forward(&x, &weight, &epilogue, g)
+        conv::forward(&x, &weight, &epilogue, g, true)
     }
 
     fn conv2d_affine(
@@ -253,7 +253,7 @@ impl CpuKernels for Flex {
             residual: residual.as_ref().map(|r| r.as_slice::<f32>().unwrap()),
             relu,
         };
-        conv::forward(&x, &weight, &epilogue, g)
+        conv::forward(&x, &weight, &epilogue, g, true)
     }
 
     fn batch_norm_train(
@@ -354,7 +354,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         let g = Geometry::new(x.primitive(), weight.primitive(), stride, padding);
         let b = contiguous(bias.primitive());
         let epilogue = Epilogue::bias(b.as_slice::<f32>().unwrap());
-        let y = conv::forward(x.primitive(), weight.primitive(), &epilogue, g);
+        let y = conv::forward(x.primitive(), weight.primitive(), &epilogue, g, false);
         match Conv.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 prep.finish((x.into_primitive(), weight.into_primitive(), g), y)
@@ -1656,17 +1656,22 @@ mod conv {
     }
 
     /// The convolution's output, each row finished by `ep` (bias, or folded batch norm,
-    /// residual and ReLU).
+    /// residual and ReLU). With `inference`, Winograd's transformed weights are cached (the
+    /// same weights come back on every call).
     pub(super) fn forward(
         x: &FlexTensor,
         w: &FlexTensor,
         ep: &Epilogue,
         g: Geometry,
+        inference: bool,
     ) -> FlexTensor {
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
         match super::winograd::applies(&g) {
-            true => super::winograd::forward(xs, ws, ep, g),
+            true => {
+                let u = super::winograd::weights(&w, &g, inference);
+                super::winograd::forward(xs, &u, ep, g)
+            }
             false => forward_im2col(xs, ws, ep, g),
         }
     }
@@ -1816,7 +1821,7 @@ mod conv {
         let gt = Geometry::new(grad, &flipped, [1, 1], pad);
         debug_assert_eq!([gt.ho, gt.wo], [g.h, g.w]);
         let zeros = vec![0f32; g.c];
-        Some(forward(grad, &flipped, &Epilogue::bias(&zeros), gt))
+        Some(forward(grad, &flipped, &Epilogue::bias(&zeros), gt, false))
     }
 
     /// Gradients of the input, weight and bias, each computed only where `need` says so.
