@@ -460,6 +460,21 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     }
 }
 
+/// `f((i, chunk))` for each `size`-long chunk of `data` (none when `size` is 0), as parallel
+/// tasks with `parallel`.
+fn for_each_chunk<F>(data: &mut [f32], size: usize, parallel: bool, f: F)
+where
+    F: Fn((usize, &mut [f32])) + Send + Sync,
+{
+    if size == 0 {
+        return;
+    }
+    match parallel {
+        true => data.par_chunks_mut(size).enumerate().for_each(f),
+        false => data.chunks_mut(size).enumerate().for_each(f),
+    }
+}
+
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -1025,7 +1040,9 @@ impl<'a> Epilogue<'a> {
 /// Convolution as im2col + `gemm`, one sample per task (or, for batches smaller than the
 /// thread count, one sample at a time with the threads inside `gemm`).
 mod conv {
-    use super::{Epilogue, FlexTensor, Geometry, Shape, contiguous, row_sum, tensor};
+    use super::{
+        Epilogue, FlexTensor, Geometry, Shape, contiguous, for_each_chunk, row_sum, tensor,
+    };
     use gemm::{Parallelism, gemm};
     use rayon::prelude::*;
     use std::cell::RefCell;
@@ -1499,15 +1516,7 @@ mod conv {
                 }
             }
         };
-        if out_size > 0 {
-            match split {
-                true => y
-                    .par_chunks_mut(size * out_size)
-                    .enumerate()
-                    .for_each(group),
-                false => y.chunks_mut(size * out_size).enumerate().for_each(group),
-            }
-        }
+        for_each_chunk(&mut y, size * out_size, split, group);
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
     }
 
@@ -1717,13 +1726,7 @@ mod conv {
                 ep.apply(s, o, row);
             }
         };
-        let per_sample = g.c_out * p;
-        if per_sample > 0 {
-            match split {
-                true => y.par_chunks_mut(per_sample).enumerate().for_each(sample),
-                false => y.chunks_mut(per_sample).enumerate().for_each(sample),
-            }
-        }
+        for_each_chunk(&mut y, g.c_out * p, split, sample);
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
     }
 

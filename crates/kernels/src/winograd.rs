@@ -7,7 +7,7 @@
 //! ([`applies`]).
 
 use super::conv::{Scratch, matmul};
-use super::{Epilogue, FlexTensor, Geometry, Shape, tensor};
+use super::{Epilogue, FlexTensor, Geometry, Shape, for_each_chunk, tensor};
 use burn::backend::TensorMetadata;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -224,7 +224,8 @@ fn output_transform(
 /// The convolution's output `[N, C_out, H', W']` by F(2x2, 3x3) from its transformed weights
 /// `u` ([`weights`]), each row finished by `ep`.
 /// Samples are parallel tasks when there are at least as many as threads; otherwise each
-/// stage of a block runs its channels (or `gemm` its product) on the threads.
+/// stage of a block is: the input transform's channels, the 16 products, the output
+/// transform's channels.
 pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
     let (tw, th) = tiles(&g);
     let (in_size, p) = (g.c * g.h * g.w, g.ho * g.wo);
@@ -244,10 +245,7 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
                 let mut rows = Scratch::new(8 * (2 * tw + 2));
                 input_transform(&g, &xn[ci * g.h * g.w..], (ty0, ty1), vc, &mut rows);
             };
-            match split {
-                true => v.chunks_mut(XI * tb).enumerate().for_each(transform_in),
-                false => v.par_chunks_mut(XI * tb).enumerate().for_each(transform_in),
-            }
+            for_each_chunk(v, XI * tb, !split, transform_in);
             // M[ξ] = U[ξ] · V[ξ], one product per ξ: on the threads as 16 tasks when the
             // samples are not (one product each instead of `gemm`'s own threads, which
             // synchronise several times per product).
@@ -262,29 +260,17 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
                     Parallelism::None,
                 );
             };
-            match split {
-                true => m.chunks_mut(g.c_out * tb).enumerate().for_each(product),
-                false => m.par_chunks_mut(g.c_out * tb).enumerate().for_each(product),
-            }
+            for_each_chunk(m, g.c_out * tb, !split, product);
             let m = &*m;
             let transform_out = |(o, yo): (usize, &mut [f32])| {
                 let mut rows = Scratch::new(4 * tw);
                 let mo = &m[o * tb..];
                 output_transform(&g, mo, (ty0, ty1), yo, ep, (s, o), &mut rows);
             };
-            match split {
-                true => ys.chunks_mut(p).enumerate().for_each(transform_out),
-                false => ys.par_chunks_mut(p).enumerate().for_each(transform_out),
-            }
+            for_each_chunk(ys, p, !split, transform_out);
         }
     };
-    let per_sample = g.c_out * p;
-    if per_sample > 0 {
-        match split {
-            true => y.par_chunks_mut(per_sample).enumerate().for_each(sample),
-            false => y.chunks_mut(per_sample).enumerate().for_each(sample),
-        }
-    }
+    for_each_chunk(&mut y, g.c_out * p, split, sample);
     tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
 }
 
