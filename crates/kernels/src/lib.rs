@@ -1666,7 +1666,8 @@ mod conv {
 
     /// The convolution's output, each row finished by `ep` (bias, or folded batch norm,
     /// residual and ReLU). With `inference`, Winograd's transformed weights are cached (the
-    /// same weights come back on every call).
+    /// same weights come back on every call), unless the weight is strided: its contiguous
+    /// copy would be a new tensor, and a new cache entry, on every call.
     pub(super) fn forward(
         x: &FlexTensor,
         w: &FlexTensor,
@@ -1674,11 +1675,12 @@ mod conv {
         g: Geometry,
         inference: bool,
     ) -> FlexTensor {
+        let cache = inference && w.as_slice::<f32>().is_some();
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
         match super::winograd::applies(&g) {
             true => {
-                let u = super::winograd::weights(&w, &g, inference);
+                let u = super::winograd::weights(&w, &g, cache);
                 super::winograd::forward(xs, &u, ep, g)
             }
             false => forward_im2col(xs, ws, ep, g),
