@@ -1,5 +1,5 @@
 //! Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2015) for 3x3 stride-1 convolutions: each
-//! 2x2 output tile is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ)] A` of its 4x4 input tile `d`, so the products
+//! 2x2 output tile is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` of its 4x4 input tile `d`, so the products
 //! are 16 per tile and channel pair instead of 36 (2.25x fewer multiply-adds), done as 16
 //! matrix products `M[ξ] = U[ξ] · V[ξ]` (`[C_out, C] · [C, tiles]`) with `gemm`. The input
 //! transform reads each input value about four times and the outputs come back through an
@@ -39,7 +39,7 @@ fn tiles(g: &Geometry) -> (usize, usize) {
 fn block_rows(g: &Geometry) -> usize {
     let (tw, th) = tiles(g);
     // (1 MiB against 4 and 8 MiB, at least 64 tiles against 128 and 256: within the noise
-    // of the layer timings below.)
+    // of the `timing` test's layers.)
     let target = ((1 << 18) / (XI * g.c)).max(64);
     (target / tw).clamp(1, th)
 }
@@ -181,9 +181,8 @@ fn input_transform(
 
 /// `Y = Aᵀ m A` of the tiles of tile rows `ty0..ty1` for output channel `o` of sample `s`:
 /// `mo` holds the channel's 16 rows of `tb` values, `C_out · tb` apart; `yo` is the
-/// channel's `[H', W']` plane, each finished row handed to `ep`.
-/// `rows` is scratch of `4 tw` values.
-#[allow(clippy::too_many_arguments)]
+/// channel's `[H', W']` plane, each finished row handed to `ep`. `rows` is scratch of `4 tw`
+/// values.
 fn output_transform(
     g: &Geometry,
     mo: &[f32],
