@@ -390,6 +390,10 @@ mod tests {
             (1, 3, 4, [3, 3], 2, (1, 1, 1, 1), true, [9, 8]),
             (2, 64, 8, [3, 3], 1, (1, 1, 1, 1), true, [40, 40]),
             (1, 3, 4, [3, 3], 1, (1, 1, 1, 1), true, [20, 20]),
+            // 3x3 stride 1 with 64+ channels: Winograd forward, and the input gradient as a
+            // Winograd convolution (C_out <= C, and C_out > C).
+            (2, 64, 64, [3, 3], 1, (1, 1, 1, 1), true, [9, 10]),
+            (1, 64, 96, [3, 3], 1, (1, 1, 1, 1), false, [11, 9]),
             // Stride 1 above 64 pixels with C_out <= C: the input gradient as a convolution
             // of dY with the flipped kernel (asymmetric padding, 5x5, 2x3).
             (2, 4, 3, [3, 3], 1, (0, 0, 2, 2), true, [12, 9]),
