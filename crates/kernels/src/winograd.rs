@@ -16,17 +16,24 @@ use std::sync::{Arc, Mutex};
 /// Transformed values per tile (4x4).
 const XI: usize = 16;
 
-/// Whether a convolution runs as Winograd: a 3x3 kernel at stride 1, output maps of at least
-/// 64 pixels, and channels enough that the products (`∝ C · C_out`) outweigh the transforms
-/// (`∝ C + C_out`): `C · C_out >= 32 (C + C_out)`, i.e. 64 and 64. Measured per layer (the
-/// `timing` test, 2 threads): 64 → 64 channels x1.1-1.3, 128-512 at 14x14 to 112x112
-/// x1.3-1.7; 32 → 64 at 14x14 x0.78, 16 → 16 x0.60, 512 at 7x7 and batch 1 x0.67.
+/// Whether a convolution runs as Winograd: a 3x3 kernel at stride 1, channels enough that the
+/// products (`∝ C · C_out`) outweigh the transforms (`∝ C + C_out`), and tiles enough for wide
+/// products. Maps of 49 tiles or more (13x13 and up) need `C · C_out >= 32 (C + C_out)`, i.e.
+/// 64 and 64; maps of 16 to 48 tiles (7x7 to 12x12), whose transforms cost more per tile,
+/// `C · C_out >= 128 (C + C_out)` (256 and 256), at least 64 tiles in the batch, and at least
+/// 3/4 of the tiles' outputs inside the map. Smaller maps keep im2col. Measured per layer (the
+/// `timing` test, 2 threads): 64 → 64 channels at 32x32 and up x1.1-1.4, 128-512 at 14x14 to
+/// 112x112 x1.3-1.7, 256 at 8x8 and 512 at 7x7 (batch 16 and 64) x1.2-1.4; 64 at 8x8 and 7x7
+/// x0.64-0.85, 128 at 4x4 x0.87-0.92, 256 at 2x2 x0.87-0.97, 512 at 7x7 and batch 1 x0.67,
+/// 32 → 64 at 14x14 x0.78, 16 → 16 x0.60.
 pub(super) fn applies(g: &Geometry) -> bool {
-    g.kh == 3
-        && g.kw == 3
-        && g.stride == [1, 1]
-        && g.ho * g.wo >= 64
-        && g.c * g.c_out >= 32 * (g.c + g.c_out)
+    let (tw, th) = tiles(g);
+    let k = match tw * th {
+        49.. => 32,
+        16.. if g.n * tw * th >= 64 && g.ho * g.wo >= 3 * tw * th => 128,
+        _ => return false,
+    };
+    g.kh == 3 && g.kw == 3 && g.stride == [1, 1] && g.c * g.c_out >= k * (g.c + g.c_out)
 }
 
 /// The tiles of a map: `tw` tiles per tile row, `th` tile rows.
@@ -34,14 +41,35 @@ fn tiles(g: &Geometry) -> (usize, usize) {
     (g.wo.div_ceil(2), g.ho.div_ceil(2))
 }
 
-/// Tile rows per block: a block's transformed input (`16 · C` values per tile) stays near
-/// 1 MiB, with at least 64 tiles and at least one tile row.
-fn block_rows(g: &Geometry) -> usize {
-    let (tw, th) = tiles(g);
-    // (1 MiB against 4 and 8 MiB, at least 64 tiles against 128 and 256: within the noise
-    // of the `timing` test's layers.)
-    let target = ((1 << 18) / (XI * g.c)).max(64);
-    (target / tw).clamp(1, th)
+/// How the tiles are cut into blocks: `ns` samples per block (a group) and `br` tile rows
+/// per block, so that a block's transformed input (`16 · C` values per tile) stays near 1 MiB
+/// with at least 64 tiles. Small maps put several samples' tiles in one block, as im2col's
+/// sample groups do, so that the products stay wide; groups are parallel tasks (`split`)
+/// when there are at least as many as threads.
+struct Blocks {
+    ns: usize,
+    br: usize,
+    split: bool,
+}
+
+impl Blocks {
+    fn new(g: &Geometry) -> Self {
+        let (tw, th) = tiles(g);
+        let threads = rayon::current_num_threads();
+        // (1 MiB against 4 and 8 MiB, at least 64 tiles against 128 and 256: within the noise
+        // of the `timing` test's layers.)
+        let target = ((1 << 18) / (XI * g.c)).max(64);
+        let br = (target / tw).clamp(1, th);
+        let ns = match br == th {
+            true => (target / (tw * th)).clamp(1, g.n.div_ceil(threads).max(1)),
+            false => 1,
+        };
+        Blocks {
+            ns,
+            br,
+            split: g.n.div_ceil(ns) >= threads,
+        }
+    }
 }
 
 /// `U = G g Gᵀ` of every 3x3 filter, laid out `[C_out, 16, C]` (so that each output channel's
@@ -125,16 +153,17 @@ pub(super) fn weights(w: &FlexTensor, g: &Geometry, cache: bool) -> Arc<Vec<f32>
 }
 
 /// `V = Bᵀ d B` of the tiles of tile rows `ty0..ty1` of channel `xc` (`[H, W]`), into `vc`
-/// (`[16, tb]`, tile `(ty - ty0) * tw + tx`). `rows` is scratch of `8 (2 tw + 2)` values.
+/// (16 rows `ld` apart, tile `(ty - ty0) * tw + tx` at that offset of each). `rows` is scratch
+/// of `8 (2 tw + 2)` values.
 fn input_transform(
     g: &Geometry,
     xc: &[f32],
     (ty0, ty1): (usize, usize),
     vc: &mut [f32],
+    ld: usize,
     rows: &mut [f32],
 ) {
     let (tw, _) = tiles(g);
-    let tb = (ty1 - ty0) * tw;
     let wp = 2 * tw + 2;
     let (d, t) = rows[..8 * wp].split_at_mut(4 * wp);
     // Padded column `x` reads input column `x - left`: inside the image for `lo..hi`.
@@ -167,7 +196,7 @@ fn input_transform(
         // (·) B: the same combination of each tile's four columns.
         let base = (ty - ty0) * tw;
         for (i, t) in t.chunks(wp).enumerate() {
-            let [v0, v1, v2, v3] = [0, 1, 2, 3].map(|j| (i * 4 + j) * tb + base);
+            let [v0, v1, v2, v3] = [0, 1, 2, 3].map(|j| (i * 4 + j) * ld + base);
             for tx in 0..tw {
                 let c = &t[2 * tx..2 * tx + 4];
                 vc[v0 + tx] = c[0] - c[2];
@@ -180,21 +209,22 @@ fn input_transform(
 }
 
 /// `Y = Aᵀ m A` of the tiles of tile rows `ty0..ty1` for output channel `o` of sample `s`:
-/// `mo` holds the channel's 16 rows of `tb` values, `C_out · tb` apart; `yo` is the
-/// channel's `[H', W']` plane, each finished row handed to `ep`. `rows` is scratch of `4 tw`
-/// values.
+/// `mo` holds the channel's 16 rows, `C_out · ld` apart, the tiles at the same offsets as
+/// [`input_transform`]'s; `yo` is the channel's `[H', W']` plane, each finished row handed to
+/// `ep`. `rows` is scratch of `4 tw` values.
+#[allow(clippy::too_many_arguments)]
 fn output_transform(
     g: &Geometry,
     mo: &[f32],
     (ty0, ty1): (usize, usize),
+    ld: usize,
     yo: &mut [f32],
     ep: &Epilogue,
     (s, o): (usize, usize),
     rows: &mut [f32],
 ) {
     let (tw, _) = tiles(g);
-    let tb = (ty1 - ty0) * tw;
-    let plane = g.c_out * tb;
+    let plane = g.c_out * ld;
     let (r0, r1) = rows[..4 * tw].split_at_mut(2 * tw);
     let p = g.ho * g.wo;
     for ty in ty0..ty1 {
@@ -221,32 +251,25 @@ fn output_transform(
 }
 
 /// The convolution's output `[N, C_out, H', W']` by F(2x2, 3x3) from its transformed weights
-/// `u` ([`weights`]), each row finished by `ep`.
-/// Samples are parallel tasks when there are at least as many as threads; otherwise each
-/// stage of a block is: the input transform's channels, the 16 products, the output
-/// transform's channels.
+/// `u` ([`weights`]), each row finished by `ep`. Groups of samples ([`Blocks`]) are parallel
+/// tasks when there are at least as many as threads; otherwise each stage of a block is: the
+/// input transform's channels, the 16 products, the output transform's channels.
 pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
     let (tw, th) = tiles(&g);
-    let (in_size, p) = (g.c * g.h * g.w, g.ho * g.wo);
-    let br = block_rows(&g);
-    let threads = rayon::current_num_threads();
-    let split = g.n >= threads;
-    let mut y = vec![0f32; g.n * g.c_out * p];
-    let sample = |(s, ys): (usize, &mut [f32])| {
-        let xn = &xs[s * in_size..][..in_size];
-        let mut v = Scratch::new(g.c * XI * br * tw);
-        let mut m = Scratch::new(g.c_out * XI * br * tw);
+    let (p, out_size) = (g.ho * g.wo, g.c_out * g.ho * g.wo);
+    let Blocks { ns, br, split } = Blocks::new(&g);
+    let mut y = vec![0f32; g.n * out_size];
+    let group = |(i, ys): (usize, &mut [f32])| {
+        let (s0, ns) = (i * ns, ys.len() / out_size);
+        let mut v = Scratch::new(g.c * XI * ns * br * tw);
+        let mut m = Scratch::new(g.c_out * XI * ns * br * tw);
         for ty0 in (0..th).step_by(br) {
             let ty1 = (ty0 + br).min(th);
-            let tb = (ty1 - ty0) * tw;
+            let (ts, tb) = ((ty1 - ty0) * tw, ns * (ty1 - ty0) * tw);
             let (v, m) = (&mut v[..g.c * XI * tb], &mut m[..g.c_out * XI * tb]);
-            let transform_in = |(ci, vc): (usize, &mut [f32])| {
-                let mut rows = Scratch::new(8 * (2 * tw + 2));
-                input_transform(&g, &xn[ci * g.h * g.w..], (ty0, ty1), vc, &mut rows);
-            };
-            for_each_chunk(v, XI * tb, !split, transform_in);
+            transform_input(&g, xs, (s0, ns), (ty0, ty1), v, !split);
             // M[ξ] = U[ξ] · V[ξ], one product per ξ: on the threads as 16 tasks when the
-            // samples are not (one product each instead of `gemm`'s own threads, which
+            // groups are not (one product each instead of `gemm`'s own threads, which
             // synchronise several times per product).
             let product = |(xi, mx): (usize, &mut [f32])| {
                 matmul(
@@ -261,20 +284,63 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
             };
             for_each_chunk(m, g.c_out * tb, !split, product);
             let m = &*m;
-            let transform_out = |(o, yo): (usize, &mut [f32])| {
+            // Output planes `k = j · C_out + o` of the group, in the order of `ys`.
+            let transform_out = |(k, yo): (usize, &mut [f32])| {
+                let (j, o) = (k / g.c_out, k % g.c_out);
                 let mut rows = Scratch::new(4 * tw);
-                let mo = &m[o * tb..];
-                output_transform(&g, mo, (ty0, ty1), yo, ep, (s, o), &mut rows);
+                let mo = &m[o * tb + j * ts..];
+                output_transform(&g, mo, (ty0, ty1), tb, yo, ep, (s0 + j, o), &mut rows);
             };
             for_each_chunk(ys, p, !split, transform_out);
         }
     };
-    for_each_chunk(&mut y, g.c_out * p, split, sample);
+    for_each_chunk(&mut y, ns * out_size, split, group);
     tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
+}
+
+/// The input transform of a block: samples `s0..s0 + ns` of `xs`, tile rows `ty0..ty1`,
+/// into `v` (`[C, 16, ns · ts]`, sample `j`'s `ts` tiles at `j · ts`), channels in parallel
+/// when `parallel`.
+fn transform_input(
+    g: &Geometry,
+    xs: &[f32],
+    (s0, ns): (usize, usize),
+    (ty0, ty1): (usize, usize),
+    v: &mut [f32],
+    parallel: bool,
+) {
+    let (tw, _) = tiles(g);
+    let (ts, hw) = ((ty1 - ty0) * tw, g.h * g.w);
+    let tb = ns * ts;
+    let channel = |(ci, vc): (usize, &mut [f32])| {
+        let mut rows = Scratch::new(8 * (2 * tw + 2));
+        for j in 0..ns {
+            let xc = &xs[((s0 + j) * g.c + ci) * hw..][..hw];
+            input_transform(g, xc, (ty0, ty1), &mut vc[j * ts..], tb, &mut rows);
+        }
+    };
+    for_each_chunk(v, XI * tb, parallel, channel);
+}
+
+#[cfg(test)]
+mod tests_support {
+    /// Deterministic values in [-1, 1).
+    pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::values;
     use super::*;
 
     /// Direct convolution in float64 with the same epilogue: `[N, C_out, H', W']`.
@@ -314,22 +380,9 @@ mod tests {
         y
     }
 
-    /// Deterministic values in [-1, 1).
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
     /// F(2x2, 3x3) agrees with a direct float64 convolution: odd and even map sizes (partial
     /// last tiles), no, "same" and wide padding, padding on one side only, maps split into
-    /// several blocks of tile rows, the epilogue (scale, shift, residual, ReLU), batches run
+    /// several blocks of tile rows, small maps whose samples are grouped, the epilogue (scale, shift, residual, ReLU), batches run
     /// as parallel samples and one sample with parallel stages.
     #[test]
     fn matches_a_direct_convolution() {
@@ -340,6 +393,8 @@ mod tests {
             (1, 16, 16, 6, 11, [2, 2, 2, 2]),
             (2, 3, 4, 7, 6, [1, 0, 0, 1]),
             (1, 16, 16, 70, 70, [1, 1, 1, 1]),
+            (5, 16, 8, 4, 4, [1, 1, 1, 1]),
+            (7, 8, 8, 2, 2, [1, 1, 1, 1]),
         ];
         for (k, &(n, c, c_out, h, w, padding)) in cases.iter().enumerate() {
             let xs = values(n * c * h * w, 1 + k as u32);
@@ -390,7 +445,7 @@ mod cache_tests {
     /// storage may come back at the same address).
     #[test]
     fn cached_weights_follow_the_weight_tensor() {
-        let (n, c, h) = (1, 64, 8);
+        let (n, c, h) = (1, 64, 14);
         let x = tensor(
             (0..n * c * h * h).map(|i| (i % 7) as f32 - 3.0).collect(),
             Shape::new([n, c, h, h]),
@@ -448,6 +503,9 @@ mod timing {
     fn layers() {
         // n, c, c_out, h (= w): ResNet-50's 3x3 layers at batch 1 and 16, VGG-16's at 8,
         // ResNet-18's at 32x32 (batch 64), seed 003's CNN.
+        // (`TIMING_FROM=k` and `TIMING_COUNT=m` run cases `k..k + m` only.)
+        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+        let (from, count) = (var("TIMING_FROM"), var("TIMING_COUNT"));
         let cases = [
             (1, 64, 64, 56),
             (1, 128, 128, 28),
@@ -467,9 +525,15 @@ mod timing {
             (64, 256, 256, 8),
             (64, 32, 64, 14),
             (64, 16, 16, 28),
+            (64, 64, 64, 8),
+            (64, 128, 128, 4),
+            (64, 256, 256, 2),
+            (128, 64, 64, 7),
+            (16, 512, 512, 7),
         ];
         println!("n c c_out map: im2col ms, winograd ms, ratio");
-        for (n, c, c_out, h) in cases {
+        let cases = cases.into_iter().skip(from.unwrap_or(0));
+        for (n, c, c_out, h) in cases.take(count.unwrap_or(usize::MAX)) {
             let xs = vec![0.5f32; n * c * h * h];
             let ws = vec![0.25f32; c_out * c * 9];
             let x = tensor(xs.clone(), Shape::new([n, c, h, h]));
