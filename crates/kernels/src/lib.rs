@@ -2168,3 +2168,83 @@ mod tests {
         assert!(gamma.grad(&g).is_some() && x.grad(&g).is_none());
     }
 }
+
+/// Per-layer timings of the convolutions of suite workload B (ResNet-18 at 32x32, batch 64):
+/// forward, and the backward's weight and input gradients apart (`cargo test --release -p
+/// convnet-kernels conv_timing -- --ignored --nocapture`).
+#[cfg(test)]
+mod conv_timing {
+    use super::*;
+
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn resnet18_32() {
+        // count, c, c_out, map in, kernel, stride, pad
+        let layers = [
+            (1, 3, 64, 32, 7, 2, 3),
+            (4, 64, 64, 8, 3, 1, 1),
+            (1, 64, 128, 8, 3, 2, 1),
+            (1, 64, 128, 8, 1, 2, 0),
+            (3, 128, 128, 4, 3, 1, 1),
+            (1, 128, 256, 4, 3, 2, 1),
+            (1, 128, 256, 4, 1, 2, 0),
+            (3, 256, 256, 2, 3, 1, 1),
+            (1, 256, 512, 2, 3, 2, 1),
+            (1, 256, 512, 2, 1, 2, 0),
+            (3, 512, 512, 1, 3, 1, 1),
+        ];
+        let n = 64;
+        let mut total = [0f64; 3];
+        println!("count c c_out map k s: forward, dW, dX ms (each)");
+        for (count, c, c_out, h, k, s, p) in layers {
+            let x = tensor(vec![0.5; n * c * h * h], Shape::new([n, c, h, h]));
+            let w = tensor(vec![0.25; c_out * c * k * k], Shape::new([c_out, c, k, k]));
+            let g = Geometry::new(&x, &w, [s, s], [p; 4]);
+            let gy = tensor(
+                vec![0.125; n * c_out * g.p()],
+                Shape::new([n, c_out, g.ho, g.wo]),
+            );
+            let zeros = vec![0f32; c_out];
+            let ep = Epilogue::bias(&zeros);
+            let f = median(9, || {
+                conv::forward(&x, &w, &ep, g, false);
+            });
+            let dw = median(9, || {
+                conv::backward(&gy, &x, &w, g, [false, true, true]);
+            });
+            let dx = median(9, || {
+                conv::backward(&gy, &x, &w, g, [true, false, false]);
+            });
+            for (t, v) in total.iter_mut().zip([f, dw, dx]) {
+                *t += v * count as f64;
+            }
+            println!(
+                "{count} {c} {c_out} {h}x{h} {k} {s}: {:.2} {:.2} {:.2}",
+                f * 1e3,
+                dw * 1e3,
+                dx * 1e3
+            );
+        }
+        println!(
+            "total: forward {:.1} ms, dW {:.1} ms, dX {:.1} ms",
+            total[0] * 1e3,
+            total[1] * 1e3,
+            total[2] * 1e3
+        );
+    }
+}
+
+/// Median seconds of `f` over `reps` runs after one warm-up, for the ignored timing tests.
+#[cfg(test)]
+fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}

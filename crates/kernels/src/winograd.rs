@@ -481,22 +481,8 @@ mod cache_tests {
 /// convnet-kernels timing -- --ignored --nocapture`): where [`applies`]' thresholds come from.
 #[cfg(test)]
 mod timing {
+    use super::super::median;
     use super::*;
-    use std::time::Instant;
-
-    /// Median seconds of `f` over `reps` runs after one warm-up.
-    fn median(reps: usize, mut f: impl FnMut()) -> f64 {
-        f();
-        let mut t: Vec<f64> = (0..reps)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed().as_secs_f64()
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[reps / 2]
-    }
 
     #[test]
     #[ignore = "timing, not a check"]
