@@ -97,6 +97,34 @@ pub trait CpuKernels: Backend {
         epsilon: f64,
         relu: bool,
     ) -> BatchNormOut<Self>;
+
+    /// One step of SGD with momentum as `torch.optim.SGD` takes it, in one pass over the
+    /// parameter (in place where `param` and `velocity` are not shared): `g = grad + decay ·
+    /// param`; `v = momentum · v + (1 - dampening) · g`, or `v = g` on the first step
+    /// (`first`, when `velocity` is any tensor of the same shape); `param -= lr · (g + momentum
+    /// · v)` with `nesterov`, else `param -= lr · v`. Parameters not on `flex` take no
+    /// gradient through it (an optimizer step).
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_momentum(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        velocity: FloatTensor<Self>,
+        first: bool,
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+        decay: f64,
+    ) -> SgdOut<Self>;
+}
+
+/// What [`CpuKernels::sgd_momentum`] returns.
+#[derive(ExtensionType)]
+pub struct SgdOut<B: Backend> {
+    /// The updated parameter.
+    pub param: FloatTensor<B>,
+    /// The updated momentum buffer.
+    pub velocity: FloatTensor<B>,
 }
 
 /// What [`CpuKernels::batch_norm_train`] returns.
@@ -198,6 +226,45 @@ pub fn batch_norm_train<const D: usize>(
     )
 }
 
+/// The hyperparameters of [`sgd_momentum`], as in `torch.optim.SGD`.
+#[derive(Debug, Clone, Copy)]
+pub struct SgdMomentum {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient (coupled weight decay).
+    pub decay: f64,
+}
+
+/// `sgd_momentum` on [`Tensor`]s (see [`CpuKernels::sgd_momentum`]): the updated parameter
+/// and momentum buffer; `velocity` is `None` on the first step.
+pub fn sgd_momentum<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    velocity: Option<Tensor<D>>,
+    h: SgdMomentum,
+) -> (Tensor<D>, Tensor<D>) {
+    let first = velocity.is_none();
+    // On the first step any tensor of the shape fills the argument; the kernel does not read it.
+    let velocity = velocity.unwrap_or_else(|| grad.clone());
+    let out = <Dispatch as CpuKernels>::sgd_momentum(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        velocity.into_dispatch(),
+        first,
+        h.lr,
+        h.momentum,
+        h.dampening,
+        h.nesterov,
+        h.decay,
+    );
+    (
+        Tensor::from_dispatch(out.param),
+        Tensor::from_dispatch(out.velocity),
+    )
+}
+
 impl CpuKernels for Flex {
     fn max_pool2x2(x: FlexTensor) -> FlexTensor {
         pool_forward(&x, false).0
@@ -269,6 +336,81 @@ impl CpuKernels for Flex {
             mean: vector(stats.mean.clone()),
             variance: vector(stats.variance.clone()),
         }
+    }
+
+    fn sgd_momentum(
+        param: FlexTensor,
+        grad: FlexTensor,
+        velocity: FlexTensor,
+        first: bool,
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+        decay: f64,
+    ) -> SgdOut<Self> {
+        let h = SgdMomentum {
+            lr,
+            momentum,
+            dampening,
+            nesterov,
+            decay,
+        };
+        let (param, velocity) = sgd_momentum_flex(param, &grad, velocity, first, h);
+        SgdOut { param, velocity }
+    }
+}
+
+/// [`CpuKernels::sgd_momentum`] on `flex`: one pass, chunks of the parameter in parallel.
+fn sgd_momentum_flex(
+    param: FlexTensor,
+    grad: &FlexTensor,
+    velocity: FlexTensor,
+    first: bool,
+    h: SgdMomentum,
+) -> (FlexTensor, FlexTensor) {
+    let grad = contiguous(grad);
+    let g = grad.as_slice::<f32>().unwrap();
+    let mut p = owned(param);
+    let mut v = match first {
+        true => FlexTensor::empty(p.shape(), DType::F32),
+        false => owned(velocity),
+    };
+    let (lr, m, d, decay) = (
+        h.lr as f32,
+        h.momentum as f32,
+        (1.0 - h.dampening) as f32,
+        h.decay as f32,
+    );
+    let (ps, vs) = (p.storage_mut::<f32>(), v.storage_mut::<f32>());
+    assert!(
+        ps.len() == g.len() && vs.len() == g.len(),
+        "sgd_momentum: shapes differ"
+    );
+    // (Chunks of 64 Ki values: a few per core on small layers, no task overhead on the rest.)
+    const CHUNK: usize = 1 << 16;
+    let update = |((p, v), g): ((&mut [f32], &mut [f32]), &[f32])| {
+        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
+            let g = g + decay * *p;
+            *v = if first { g } else { m * *v + d * g };
+            *p -= lr * if h.nesterov { g + m * *v } else { *v };
+        }
+    };
+    ps.par_chunks_mut(CHUNK)
+        .zip(vs.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(update);
+    (p, v)
+}
+
+/// `t` as a contiguous float32 tensor whose storage is exactly its values, ready for
+/// `storage_mut` (which copies only when the storage is shared).
+fn owned(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "convnet's CPU kernels take float32");
+    let whole = t.as_slice::<f32>().map(|s| s.len()) == Some(t.storage::<f32>().len());
+    match whole {
+        true => t,
+        false => t.to_contiguous(),
     }
 }
 
@@ -447,6 +589,37 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
             output,
             mean,
             variance,
+        }
+    }
+
+    fn sgd_momentum(
+        param: AdTensor<C>,
+        grad: AdTensor<C>,
+        velocity: AdTensor<C>,
+        first: bool,
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+        decay: f64,
+    ) -> SgdOut<Self> {
+        let h = SgdMomentum {
+            lr,
+            momentum,
+            dampening,
+            nesterov,
+            decay,
+        };
+        let (param, velocity) = sgd_momentum_flex(
+            param.into_primitive(),
+            grad.primitive(),
+            velocity.into_primitive(),
+            first,
+            h,
+        );
+        SgdOut {
+            param: Self::from_inner(param),
+            velocity: Self::from_inner(velocity),
         }
     }
 }

@@ -292,6 +292,15 @@ fn fast_enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("CONVNET_FAST").map_or(true, |v| v != "0"))
 }
 
+pub use convnet_kernels::{SgdMomentum, sgd_momentum};
+
+/// Whether [`sgd_momentum`], one fused pass of SGD with momentum over a parameter, runs on
+/// `param`: on the `flex` device in float32, unless `CONVNET_FAST=0`. Elsewhere the caller
+/// composes the step from tensor ops.
+pub fn sgd_momentum_applies<const D: usize>(param: &Tensor<D>) -> bool {
+    fast_enabled() && on_flex(param)
+}
+
 /// Keeps freed memory in the process instead of returning it to the kernel after every large
 /// tensor: glibc serves allocations above 128 KiB with `mmap` by default and unmaps them on
 /// free, so each training step page-faulted its activations afresh (about 300,000 faults and a

@@ -2,8 +2,12 @@
 //! dampening 0.1, Adam epsilon 1e-5, RMSprop momentum 0.9).
 
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer, RmsPropConfig, SgdConfig};
+use burn::optim::{
+    AdamConfig, LearningRate, ModuleOptimizer, Optimizer, RecordState, RmsPropConfig, SgdConfig,
+    StateSink, StateSource,
+};
+use burn::tensor::{Device, Tensor};
+use convnet_nn::fast::{self, SgdMomentum};
 
 use crate::config::{OptimizerConfig, OptimizerKind};
 
@@ -13,14 +17,16 @@ pub fn build(cfg: &OptimizerConfig) -> ModuleOptimizer {
     let decay = (cfg.weight_decay > 0.0 && !cfg.decoupled_decay())
         .then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
     match cfg.kind {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum((cfg.momentum > 0.0).then_some(MomentumConfig {
+        OptimizerKind::Sgd if cfg.momentum > 0.0 => ModuleOptimizer::from(FusedSgd {
+            lr_free: SgdMomentum {
+                lr: 0.0,
                 momentum: cfg.momentum,
                 dampening: 0.0,
                 nesterov: cfg.nesterov,
-            }))
-            .with_weight_decay(decay)
-            .init(),
+                decay: decay.map_or(0.0, |d| d.penalty as f64),
+            },
+        }),
+        OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
         OptimizerKind::Adam | OptimizerKind::Adamw => AdamConfig::new()
             .with_epsilon(1e-8)
             .with_weight_decay(decay)
@@ -31,5 +37,176 @@ pub fn build(cfg: &OptimizerConfig) -> ModuleOptimizer {
             .with_momentum(cfg.momentum as f32)
             .with_weight_decay(decay)
             .init(),
+    }
+}
+
+/// SGD with momentum (`torch.optim.SGD`'s update) whose step is one fused pass over each
+/// parameter on the `flex` CPU device ([`fast::sgd_momentum`]). Burn's `Sgd`
+/// makes five passes, each into a new tensor (scale the gradient, scale the velocity, add,
+/// scale by the rate, subtract): 14-16 ms per step on ResNet-18's 11.2 M parameters against
+/// PyTorch's 6.6 ms. Elsewhere the same arithmetic as tensor ops. Its state has the names of
+/// Burn's `SgdState` (`momentum.velocity`), so checkpoints from either load into the other.
+#[derive(Clone)]
+pub struct FusedSgd {
+    /// The hyperparameters; the rate comes with each step.
+    lr_free: SgdMomentum,
+}
+
+/// [`FusedSgd`]'s state for one parameter: the momentum buffer.
+#[derive(Clone)]
+pub struct FusedSgdState<const D: usize> {
+    velocity: Tensor<D>,
+}
+
+impl<const D: usize> RecordState for FusedSgdState<D> {
+    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
+        let path = burn::optim::join_path(prefix, "momentum");
+        out.push_tensor(&path, "velocity", self.velocity.clone().into_data());
+    }
+
+    fn state_unflatten(prefix: &str, src: &mut StateSource, device: &Device) -> Option<Self> {
+        let path = burn::optim::join_path(prefix, "momentum");
+        let data = src.take_tensor(&path, "velocity")?;
+        Some(Self {
+            velocity: Tensor::from_data(data, device),
+        })
+    }
+}
+
+impl Optimizer for FusedSgd {
+    type State<const D: usize> = FusedSgdState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        param: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let h = SgdMomentum { lr, ..self.lr_free };
+        let velocity = state.map(|s| s.velocity);
+        let (param, velocity) = match fast::sgd_momentum_applies(&param) {
+            true => fast::sgd_momentum(param, grad, velocity, h),
+            false => {
+                let g = match h.decay {
+                    0.0 => grad,
+                    decay => grad + param.clone().mul_scalar(decay),
+                };
+                let v = match velocity {
+                    Some(v) => v.mul_scalar(h.momentum) + g.clone().mul_scalar(1.0 - h.dampening),
+                    None => g.clone(),
+                };
+                let step = match h.nesterov {
+                    true => g + v.clone().mul_scalar(h.momentum),
+                    false => v.clone(),
+                };
+                (param - step.mul_scalar(lr), v)
+            }
+        };
+        (param, Some(FusedSgdState { velocity }))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        FusedSgdState {
+            velocity: state.velocity.to_device(device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OptimizerConfig, OptimizerKind};
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::GradientsParams;
+    use burn::optim::momentum::MomentumConfig;
+
+    /// `steps` SGD steps on `model` against a fixed quadratic loss.
+    fn train(optim: &mut ModuleOptimizer, mut model: Linear, steps: usize) -> Linear {
+        let device = model.weight.device();
+        let x = Tensor::<2>::from_data([[1.0, -2.0, 0.5, 3.0], [0.25, 1.0, -1.5, 2.0]], &device);
+        for _ in 0..steps {
+            let loss = (model.forward(x.clone()) - 0.5).powf_scalar(2.0).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(0.05, model, grads);
+        }
+        model
+    }
+
+    fn values(model: &Linear) -> Vec<f32> {
+        let mut v = model.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        v.extend(
+            model
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+        v
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// The fused step follows Burn's SGD with dampening 0 (PyTorch's update) over several
+    /// steps, with and without Nesterov and weight decay; and a state saved by either
+    /// optimizer resumes in the other with the same next step.
+    #[test]
+    fn fused_sgd_matches_burn_sgd_and_shares_its_state() {
+        let device = burn::tensor::Device::flex().autodiff();
+        for (nesterov, decay) in [(false, 0.0), (true, 0.0), (false, 0.01), (true, 0.01)] {
+            let cfg = OptimizerConfig {
+                kind: OptimizerKind::Sgd,
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: decay,
+                nesterov,
+                decoupled: false,
+            };
+            let burn_sgd = || {
+                SgdConfig::new()
+                    .with_momentum(Some(MomentumConfig {
+                        momentum: 0.9,
+                        dampening: 0.0,
+                        nesterov,
+                    }))
+                    .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay as f32)))
+                    .init()
+            };
+            let model = LinearConfig::new(4, 3).init(&device);
+            let (mut ours, mut theirs) = (build(&cfg), burn_sgd());
+            let a = train(&mut ours, model.clone(), 4);
+            let b = train(&mut theirs, model.clone(), 4);
+            let moved = max_diff(&values(&a), &values(&model));
+            assert!(moved > 1e-2, "the steps moved the weights by {moved} only");
+            let diff = max_diff(&values(&a), &values(&b));
+            assert!(diff < 1e-5, "nesterov {nesterov} decay {decay}: {diff}");
+
+            // A state saved by either optimizer resumes in the other: the next step is the
+            // one the saving optimizer takes, and differs from a step without the state.
+            for (saved, start, fused_saved) in [(&mut theirs, &b, false), (&mut ours, &a, true)] {
+                let bytes = saved.into_bytes().unwrap();
+                let mut resumed = match fused_saved {
+                    true => burn_sgd(),
+                    false => build(&cfg),
+                }
+                .from_bytes(bytes)
+                .unwrap();
+                let next = train(saved, start.clone(), 1);
+                let resumed = train(&mut resumed, start.clone(), 1);
+                let restarted = train(&mut burn_sgd(), start.clone(), 1);
+                let (same, fresh) = (values(&next), values(&resumed));
+                assert!(max_diff(&same, &fresh) < 1e-5, "resumed step differs");
+                assert!(
+                    max_diff(&fresh, &values(&restarted)) > 1e-4,
+                    "state not loaded"
+                );
+            }
+        }
     }
 }
