@@ -98,23 +98,18 @@ pub trait CpuKernels: Backend {
         relu: bool,
     ) -> BatchNormOut<Self>;
 
-    /// One step of SGD with momentum as `torch.optim.SGD` takes it, in one pass over the
-    /// parameter (in place where `param` and `velocity` are not shared): `g = grad + decay ·
-    /// param`; `v = momentum · v + (1 - dampening) · g`, or `v = g` on the first step
-    /// (`first`, when `velocity` is any tensor of the same shape); `param -= lr · (g + momentum
-    /// · v)` with `nesterov`, else `param -= lr · v`. Parameters not on `flex` take no
-    /// gradient through it (an optimizer step).
-    #[allow(clippy::too_many_arguments)]
+    /// One step of SGD with momentum as `torch.optim.SGD` takes it, with the hyperparameters
+    /// `h`, in one pass over the parameter (in place where `param` and `velocity` are not
+    /// shared): `g = grad + decay · param`; `v = momentum · v + (1 - dampening) · g`, or `v = g`
+    /// on the first step (`first`, when `velocity` is any tensor of the same shape); `param -=
+    /// lr · (g + momentum · v)` with `nesterov`, else `param -= lr · v`. An optimizer step: no
+    /// gradient flows through it.
     fn sgd_momentum(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         velocity: FloatTensor<Self>,
         first: bool,
-        lr: f64,
-        momentum: f64,
-        dampening: f64,
-        nesterov: bool,
-        decay: f64,
+        h: SgdMomentum,
     ) -> SgdOut<Self>;
 }
 
@@ -253,11 +248,7 @@ pub fn sgd_momentum<const D: usize>(
         grad.into_dispatch(),
         velocity.into_dispatch(),
         first,
-        h.lr,
-        h.momentum,
-        h.dampening,
-        h.nesterov,
-        h.decay,
+        h,
     );
     (
         Tensor::from_dispatch(out.param),
@@ -343,19 +334,8 @@ impl CpuKernels for Flex {
         grad: FlexTensor,
         velocity: FlexTensor,
         first: bool,
-        lr: f64,
-        momentum: f64,
-        dampening: f64,
-        nesterov: bool,
-        decay: f64,
+        h: SgdMomentum,
     ) -> SgdOut<Self> {
-        let h = SgdMomentum {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            decay,
-        };
         let (param, velocity) = sgd_momentum_flex(param, &grad, velocity, first, h);
         SgdOut { param, velocity }
     }
@@ -597,19 +577,8 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         grad: AdTensor<C>,
         velocity: AdTensor<C>,
         first: bool,
-        lr: f64,
-        momentum: f64,
-        dampening: f64,
-        nesterov: bool,
-        decay: f64,
+        h: SgdMomentum,
     ) -> SgdOut<Self> {
-        let h = SgdMomentum {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            decay,
-        };
         let (param, velocity) = sgd_momentum_flex(
             param.into_primitive(),
             grad.primitive(),
