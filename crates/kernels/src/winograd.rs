@@ -323,9 +323,11 @@ fn transform_input(
 }
 
 #[cfg(test)]
-mod tests_support {
+mod tests {
+    use super::*;
+
     /// Deterministic values in [-1, 1).
-    pub(super) fn values(len: usize, seed: u32) -> Vec<f32> {
+    fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2_654_435_761).max(1);
         (0..len)
             .map(|_| {
@@ -336,12 +338,6 @@ mod tests_support {
             })
             .collect()
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::values;
-    use super::*;
 
     /// Direct convolution in float64 with the same epilogue: `[N, C_out, H', W']`.
     fn direct(xs: &[f32], ws: &[f32], g: &Geometry, ep: &Epilogue) -> Vec<f64> {

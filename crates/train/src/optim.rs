@@ -87,21 +87,7 @@ impl Optimizer for FusedSgd {
         let velocity = state.map(|s| s.velocity);
         let (param, velocity) = match fast::sgd_momentum_applies(&param) {
             true => fast::sgd_momentum(param, grad, velocity, h),
-            false => {
-                let g = match h.decay {
-                    0.0 => grad,
-                    decay => grad + param.clone().mul_scalar(decay),
-                };
-                let v = match velocity {
-                    Some(v) => v.mul_scalar(h.momentum) + g.clone().mul_scalar(1.0 - h.dampening),
-                    None => g.clone(),
-                };
-                let step = match h.nesterov {
-                    true => g + v.clone().mul_scalar(h.momentum),
-                    false => v.clone(),
-                };
-                (param - step.mul_scalar(lr), v)
-            }
+            false => sgd_momentum_ops(param, grad, velocity, h),
         };
         (param, Some(FusedSgdState { velocity }))
     }
@@ -111,6 +97,28 @@ impl Optimizer for FusedSgd {
             velocity: state.velocity.to_device(device),
         }
     }
+}
+
+/// [`fast::sgd_momentum`]'s arithmetic as tensor ops, for devices other than `flex`.
+fn sgd_momentum_ops<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    velocity: Option<Tensor<D>>,
+    h: SgdMomentum,
+) -> (Tensor<D>, Tensor<D>) {
+    let g = match h.decay {
+        0.0 => grad,
+        decay => grad + param.clone().mul_scalar(decay),
+    };
+    let v = match velocity {
+        Some(v) => v.mul_scalar(h.momentum) + g.clone().mul_scalar(1.0 - h.dampening),
+        None => g.clone(),
+    };
+    let step = match h.nesterov {
+        true => g + v.clone().mul_scalar(h.momentum),
+        false => v.clone(),
+    };
+    (param - step.mul_scalar(h.lr), v)
 }
 
 #[cfg(test)]
@@ -151,6 +159,42 @@ mod tests {
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// The tensor-op fallback (other devices) and the fused kernel give the same step: first
+    /// and later steps, with and without Nesterov, decay and dampening.
+    #[test]
+    fn fallback_ops_match_the_fused_kernel() {
+        let device = burn::tensor::Device::flex();
+        let t = |seed: u64| {
+            device.seed(seed);
+            Tensor::<2>::random([7, 5], burn::tensor::Distribution::Default, &device)
+        };
+        for (first, nesterov, decay, dampening) in [
+            (true, false, 0.0, 0.0),
+            (false, false, 0.0, 0.0),
+            (false, true, 0.01, 0.0),
+            (true, true, 0.01, 0.1),
+            (false, false, 0.01, 0.1),
+        ] {
+            let h = SgdMomentum {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening,
+                nesterov,
+                decay,
+            };
+            let velocity = (!first).then(|| t(3));
+            let (p1, v1) = fast::sgd_momentum(t(1), t(2), velocity.clone(), h);
+            let (p2, v2) = sgd_momentum_ops(t(1), t(2), velocity, h);
+            let diff = |a: Tensor<2>, b: Tensor<2>| -> f32 { (a - b).abs().max().into_scalar() };
+            let (dp, dv) = (diff(p1.clone(), p2), diff(v1, v2));
+            assert!(
+                dp < 1e-6 && dv < 1e-6,
+                "{first} {nesterov} {decay}: {dp} {dv}"
+            );
+            assert!(diff(p1, t(1)) > 1e-3, "the step moved nothing");
+        }
     }
 
     /// The fused step follows Burn's SGD with dampening 0 (PyTorch's update) over several
