@@ -141,19 +141,11 @@ mod tests {
         model
     }
 
+    /// The layer's weight then bias, flat.
     fn values(model: &Linear) -> Vec<f32> {
-        let mut v = model.weight.val().into_data().try_to_vec::<f32>().unwrap();
-        v.extend(
-            model
-                .bias
-                .as_ref()
-                .unwrap()
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        );
-        v
+        let bias = model.bias.as_ref().expect("a bias").val();
+        let flat = Tensor::cat(vec![model.weight.val().flatten::<1>(0, 1), bias], 0);
+        flat.into_data().try_to_vec::<f32>().unwrap()
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
