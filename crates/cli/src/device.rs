@@ -31,10 +31,9 @@ pub fn parse(spec: &str) -> Result<Device> {
     }
 }
 
-/// Sizes the CPU thread pool (0 = one thread per core) and keeps freed tensor memory for reuse
-/// (`convnet_nn::fast::keep_freed_memory`: a fifth less CPU time per training step).
+/// Sizes the CPU thread pool (0 = one thread per core). (`main` has already set up the
+/// allocator: `convnet_nn::fast::keep_freed_memory`.)
 pub fn set_threads(threads: usize) {
-    convnet_nn::fast::keep_freed_memory();
     if threads > 0 {
         // Only fails if the pool was already built, in which case its size stands.
         let _ = rayon::ThreadPoolBuilder::new()

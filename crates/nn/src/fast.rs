@@ -305,12 +305,17 @@ pub fn sgd_momentum_applies<const D: usize>(param: &Tensor<D>) -> bool {
 /// tensor: glibc serves allocations above 128 KiB with `mmap` by default and unmaps them on
 /// free, so each training step page-faulted its activations afresh (about 300,000 faults and a
 /// fifth of the CPU time per small-cnn bench). Raising the mmap threshold to 32 MiB and the trim
-/// threshold to 256 MiB reuses them. No-op on other C libraries.
+/// threshold to 256 MiB reuses them. One arena for all threads: with an arena per thread, the
+/// pool threads' heaps were unmapped when their buffers were freed and mapped afresh on the
+/// next step (about 3,900 page faults per ResNet-18 step at 32x32, many of them
+/// copy-on-write faults of the zero page with a TLB flush on the other core); B x1.15
+/// (`bench/RESULTS.md`). Call it before the thread pool starts. No-op on other C libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const M_TRIM_THRESHOLD: i32 = -1;
         const M_MMAP_THRESHOLD: i32 = -3;
+        const M_ARENA_MAX: i32 = -8;
         unsafe extern "C" {
             fn mallopt(param: i32, value: i32) -> i32;
         }
@@ -319,6 +324,7 @@ pub fn keep_freed_memory() {
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 << 20);
             mallopt(M_TRIM_THRESHOLD, 256 << 20);
+            mallopt(M_ARENA_MAX, 1);
         }
     }
 }
