@@ -843,6 +843,67 @@ fn channel_sums(n: usize, mut row: impl FnMut(usize) -> [f32; 2]) -> [f64; 2] {
     total
 }
 
+/// Whether batch norm's per-channel rows (`S` values each) are too short to vectorise, so
+/// that its loops run over a sample's whole `[C, S]` block with the per-channel constants
+/// repeated per value ([`per_value`]): ResNet-18's maps at 32x32 from 4x4 down, where the row
+/// loops ran scalar.
+fn short_rows(s: usize) -> bool {
+    s > 0 && s < 16
+}
+
+/// Per-channel values repeated `s` times each: `[C]` → `[C * S]`.
+fn per_value(v: &[f32], s: usize) -> Vec<f32> {
+    v.iter().flat_map(|&x| std::iter::repeat_n(x, s)).collect()
+}
+
+/// Per-channel sums over `n` samples of `[C, S]` blocks, for [`short_rows`]: `add(i, a1, a2)`
+/// adds sample `i`'s values into two `[C * S]` accumulators (f32, one pair per task, the
+/// samples split among the threads); the tasks' sums and then each channel's `S` values are
+/// added in f64.
+fn sample_sums(
+    n: usize,
+    c: usize,
+    s: usize,
+    add: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> Vec<[f64; 2]> {
+    let per_task = n.div_ceil(rayon::current_num_threads()).max(1);
+    let channels = |(a1, a2): (Vec<f32>, Vec<f32>)| -> Vec<[f64; 2]> {
+        (a1.chunks(s).zip(a2.chunks(s)))
+            .map(|(r1, r2)| [r1, r2].map(|r| r.iter().map(|&v| v as f64).sum()))
+            .collect()
+    };
+    (0..n)
+        .into_par_iter()
+        .with_min_len(per_task)
+        .fold(
+            || (vec![0f32; c * s], vec![0f32; c * s]),
+            |(mut a1, mut a2), i| {
+                add(i, &mut a1, &mut a2);
+                (a1, a2)
+            },
+        )
+        .map(channels)
+        .reduce(
+            || vec![[0.0; 2]; c],
+            |a, b| {
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| [x[0] + y[0], x[1] + y[1]])
+                    .collect()
+            },
+        )
+}
+
+/// `y = v * a + b` value by value, then a ReLU if asked.
+fn affine(y: &mut [f32], v: &[f32], a: &[f32], b: &[f32], relu: bool) {
+    for (((y, &v), &a), &b) in y.iter_mut().zip(v).zip(a).zip(b) {
+        *y = v * a + b;
+    }
+    if relu {
+        y.iter_mut().for_each(|y| *y = y.max(0.0));
+    }
+}
+
 /// Sum of a row in 8 independent f32 lanes, so that it vectorises (a serial f64 sum of the
 /// bias gradient's rows was 4 % of a LeNet-style training step).
 fn row_sum(a: &[f32]) -> f32 {
@@ -920,13 +981,32 @@ fn bn_forward(
     );
     let m = (n * s) as f64;
     // Shifted sums (shift = the channel's first value) keep E[x²] - E[x]² from cancelling.
-    let moments: Vec<(f32, f32)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let shift = xs[ch * s];
-            let [s1, s2] = channel_sums(n, |i| {
-                row_sums(&xs[(i * c + ch) * s..(i * c + ch + 1) * s], shift)
-            });
+    let shift: Vec<f32> = (0..c)
+        .map(|ch| xs.get(ch * s).copied().unwrap_or(0.0))
+        .collect();
+    let sums: Vec<[f64; 2]> = match short_rows(s) {
+        true => {
+            let shift_e = per_value(&shift, s);
+            sample_sums(n, c, s, |i, a1, a2| {
+                let xi = &xs[i * c * s..][..c * s];
+                for (((&v, &sh), a1), a2) in xi.iter().zip(&shift_e).zip(a1).zip(a2) {
+                    let d = v - sh;
+                    *a1 += d;
+                    *a2 += d * d;
+                }
+            })
+        }
+        false => (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                channel_sums(n, |i| {
+                    row_sums(&xs[(i * c + ch) * s..(i * c + ch + 1) * s], shift[ch])
+                })
+            })
+            .collect(),
+    };
+    let moments: Vec<(f32, f32)> = (sums.iter().zip(&shift))
+        .map(|(&[s1, s2], &shift)| {
             let mean_d = s1 / m;
             let var = (s2 / m - mean_d * mean_d).max(0.0);
             ((shift as f64 + mean_d) as f32, var as f32)
@@ -942,20 +1022,19 @@ fn bn_forward(
     let offset: Vec<f32> = (0..c).map(|ch| bs[ch] - mean[ch] * scale[ch]).collect();
     let mut out = vec![0f32; n * c * s];
     if s > 0 {
+        let short = short_rows(s).then(|| [per_value(&scale, s), per_value(&offset, s)]);
         out.par_chunks_mut(c * s).enumerate().for_each(|(i, o)| {
             let src = &xs[i * c * s..(i + 1) * c * s];
-            for ch in 0..c {
-                let (a, b) = (scale[ch], offset[ch]);
-                for (y, &v) in o[ch * s..(ch + 1) * s]
-                    .iter_mut()
-                    .zip(&src[ch * s..(ch + 1) * s])
-                {
-                    *y = v * a + b;
-                }
-                if relu {
-                    o[ch * s..(ch + 1) * s]
-                        .iter_mut()
-                        .for_each(|y| *y = y.max(0.0));
+            match &short {
+                Some([a, b]) => affine(o, src, a, b, relu),
+                None => {
+                    let rows = o.chunks_mut(s).zip(src.chunks(s));
+                    for ((o, src), (&a, &b)) in rows.zip(scale.iter().zip(&offset)) {
+                        o.iter_mut().zip(src).for_each(|(y, &v)| *y = v * a + b);
+                        if relu {
+                            o.iter_mut().for_each(|y| *y = y.max(0.0));
+                        }
+                    }
                 }
             }
         });
@@ -986,6 +1065,9 @@ fn bn_backward(
         grad.as_slice::<f32>().unwrap(),
         x.as_slice::<f32>().unwrap(),
     );
+    // Short rows ([`short_rows`]) run over whole samples with the constants per value.
+    let short = short_rows(s);
+    let per = |v: &[f32]| per_value(v, s);
     // After a fused ReLU: the gradient where the output was positive (the forward's own
     // arithmetic, so the mask is exactly its), zero elsewhere.
     let masked: Vec<f32>;
@@ -993,7 +1075,16 @@ fn bn_backward(
         false => gs,
         true => {
             let mut m = vec![0f32; gs.len()];
-            if s > 0 {
+            if short {
+                let (a, b) = (per(&stats.scale), per(&stats.offset));
+                m.par_chunks_mut(c * s).enumerate().for_each(|(i, o)| {
+                    let r = i * c * s..(i + 1) * c * s;
+                    let vals = gs[r.clone()].iter().zip(&xs[r]).zip(a.iter().zip(&b));
+                    for (o, ((&g, &v), (&a, &b))) in o.iter_mut().zip(vals) {
+                        *o = if v * a + b > 0.0 { g } else { 0.0 };
+                    }
+                });
+            } else if s > 0 {
                 m.par_chunks_mut(s).enumerate().for_each(|(row, o)| {
                     let (ch, r) = (row % c, row * s..(row + 1) * s);
                     let (a, b) = (stats.scale[ch], stats.offset[ch]);
@@ -1007,41 +1098,64 @@ fn bn_backward(
         }
     };
     let gm = gamma.as_slice::<f32>().unwrap();
-    let sums: Vec<(f32, f32)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let [sg, sgx] = channel_sums(n, |i| {
-                let r = (i * c + ch) * s..(i * c + ch + 1) * s;
-                row_dot(&gs[r.clone()], &xs[r], stats.mean[ch])
-            });
-            (sg as f32, (sgx * stats.inv_std[ch] as f64) as f32)
-        })
+    let sums: Vec<[f64; 2]> = match short {
+        true => {
+            let mean = per(&stats.mean);
+            sample_sums(n, c, s, |i, a1, a2| {
+                let r = i * c * s..(i + 1) * c * s;
+                let vals = gs[r.clone()].iter().zip(&xs[r]).zip(&mean);
+                for (((&g, &x), &mu), (a1, a2)) in vals.zip(a1.iter_mut().zip(a2)) {
+                    *a1 += g;
+                    *a2 += g * (x - mu);
+                }
+            })
+        }
+        false => (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                channel_sums(n, |i| {
+                    let r = (i * c + ch) * s..(i * c + ch + 1) * s;
+                    row_dot(&gs[r.clone()], &xs[r], stats.mean[ch])
+                })
+            })
+            .collect(),
+    };
+    let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+    let dgamma: Vec<f32> = (sums.iter().zip(&stats.inv_std))
+        .map(|(s, &inv_std)| (s[1] * inv_std as f64) as f32)
         .collect();
-    let dbeta: Vec<f32> = sums.iter().map(|s| s.0).collect();
-    let dgamma: Vec<f32> = sums.iter().map(|s| s.1).collect();
     let dx = need_dx.then(|| {
         let m = (n * s) as f32;
         // dx = g·σ⁻¹ (dy − Σdy/M − x̂ Σ(dy x̂)/M) = k1 dy + k2 x + k3 per channel.
-        let k: Vec<[f32; 3]> = (0..c)
-            .map(|ch| {
-                let k1 = gm[ch] * stats.inv_std[ch];
-                let k2 = -k1 * stats.inv_std[ch] * dgamma[ch] / m;
-                let k3 = -k1 * dbeta[ch] / m - k2 * stats.mean[ch];
-                [k1, k2, k3]
-            })
-            .collect();
+        let (mut k1, mut k2, mut k3) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
+        for ch in 0..c {
+            k1[ch] = gm[ch] * stats.inv_std[ch];
+            k2[ch] = -k1[ch] * stats.inv_std[ch] * dgamma[ch] / m;
+            k3[ch] = -k1[ch] * dbeta[ch] / m - k2[ch] * stats.mean[ch];
+        }
+        let ks = short.then(|| [per(&k1), per(&k2), per(&k3)]);
         let mut dx = vec![0f32; n * c * s];
         if s > 0 {
             dx.par_chunks_mut(c * s).enumerate().for_each(|(i, d)| {
-                for ch in 0..c {
-                    let [k1, k2, k3] = k[ch];
-                    let r = i * c * s + ch * s..i * c * s + (ch + 1) * s;
-                    for ((o, &g), &v) in d[ch * s..(ch + 1) * s]
-                        .iter_mut()
-                        .zip(&gs[r.clone()])
-                        .zip(&xs[r])
-                    {
-                        *o = k1 * g + k2 * v + k3;
+                let r = i * c * s..(i + 1) * c * s;
+                let (g, x) = (&gs[r.clone()], &xs[r]);
+                match &ks {
+                    Some([k1, k2, k3]) => {
+                        let ks = k1.iter().zip(k2).zip(k3);
+                        for ((o, (&g, &v)), ((&k1, &k2), &k3)) in
+                            d.iter_mut().zip(g.iter().zip(x)).zip(ks)
+                        {
+                            *o = k1 * g + k2 * v + k3;
+                        }
+                    }
+                    None => {
+                        let rows = d.chunks_mut(s).zip(g.chunks(s).zip(x.chunks(s)));
+                        for (ch, (d, (g, x))) in rows.enumerate() {
+                            let (k1, k2, k3) = (k1[ch], k2[ch], k3[ch]);
+                            for (o, (&g, &v)) in d.iter_mut().zip(g.iter().zip(x)) {
+                                *o = k1 * g + k2 * v + k3;
+                            }
+                        }
                     }
                 }
             });
@@ -1554,11 +1668,14 @@ mod conv {
     }
 
     /// A batch-wide im2col layout: the taps kept (those that read the image) and the weight
-    /// with only their columns, `[C_out, C * taps]` (the weight itself when every tap is kept).
+    /// with only their columns, `[C_out, C * taps]`: the weight itself when every tap is kept,
+    /// a strided view of it when one tap is (1x1 maps: the centre), otherwise a copy.
     struct Batched<'a> {
         plan: Plan,
         taps: Vec<usize>,
         w: std::borrow::Cow<'a, [f32]>,
+        /// Strides of `w` as the `[C_out, C * taps]` matrix: columns, rows.
+        w_strides: [usize; 2],
     }
 
     impl<'a> Batched<'a> {
@@ -1569,15 +1686,37 @@ mod conv {
                 .filter(|t| !t.is_empty())
                 .unwrap_or(vec![0]);
             let k = g.kh * g.kw;
-            let w = match taps.len() == k {
-                true => std::borrow::Cow::Borrowed(ws),
-                false => std::borrow::Cow::Owned(
-                    ws.chunks(k)
-                        .flat_map(|wc| taps.iter().map(|&tap| wc[tap]))
-                        .collect(),
+            let (w, w_strides) = match taps.len() {
+                l if l == k => (std::borrow::Cow::Borrowed(ws), [1, g.ck()]),
+                // (No copy of the whole weight streamed for one value in nine: ResNet-18's
+                // last stage at 32x32 gathered 9.4 MB per call.)
+                1 => (std::borrow::Cow::Borrowed(&ws[taps[0]..]), [k, g.ck()]),
+                l => (
+                    std::borrow::Cow::Owned(
+                        ws.chunks(k)
+                            .flat_map(|wc| taps.iter().map(|&tap| wc[tap]))
+                            .collect(),
+                    ),
+                    [1, g.c * l],
                 ),
             };
-            Batched { plan, taps, w }
+            Batched {
+                plan,
+                taps,
+                w,
+                w_strides,
+            }
+        }
+
+        /// The kept weight as a `gemm` operand `[C_out, C * taps]` (slice, column and row
+        /// strides).
+        fn lhs(&self) -> (&[f32], usize, usize) {
+            (&self.w, self.w_strides[0], self.w_strides[1])
+        }
+
+        /// Its transpose, `[C * taps, C_out]`.
+        fn lhs_t(&self) -> (&[f32], usize, usize) {
+            (&self.w, self.w_strides[1], self.w_strides[0])
         }
 
         /// Rows of the im2col matrix: `C * taps`.
@@ -1647,7 +1786,7 @@ mod conv {
                 &mut yt,
                 np,
                 false,
-                (&b.w, 1, ck),
+                b.lhs(),
                 (&col, 1, np),
                 par,
             );
@@ -1709,7 +1848,7 @@ mod conv {
                     &mut dcol,
                     np,
                     false,
-                    (&b.w, ck, 1),
+                    b.lhs_t(),
                     (&dyt, 1, np),
                     par,
                 );
@@ -2221,7 +2360,8 @@ mod tests {
         let d = Device::flex().autodiff();
         d.seed(5);
         let eps = BatchNormConfig::new(3).epsilon;
-        for dims in [[4, 3, 5, 6], [16, 3, 1, 1]] {
+        // Rows of 30 values, and short rows (9 and 1) that run over whole samples.
+        for dims in [[4, 3, 5, 6], [6, 3, 3, 3], [16, 3, 1, 1]] {
             let gamma =
                 Tensor::<1>::random([3], Distribution::Uniform(0.5, 2.0), &d).require_grad();
             let beta = Tensor::<1>::random([3], Distribution::Default, &d).require_grad();
