@@ -31,13 +31,13 @@ pub fn parse(spec: &str) -> Result<Device> {
     }
 }
 
-/// Sizes the CPU thread pool (0 = one thread per core). (`main` has already set up the
-/// allocator: `convnet_nn::fast::keep_freed_memory`.)
+/// Sizes the CPU thread pool (0 = one thread per core), whose threads flush subnormal floats
+/// to zero (`convnet_nn::fast::flush_denormals`). (`main` has already set up the allocator
+/// and the main thread: `keep_freed_memory`, `flush_denormals`.)
 pub fn set_threads(threads: usize) {
-    if threads > 0 {
-        // Only fails if the pool was already built, in which case its size stands.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global();
-    }
+    // Only fails if the pool was already built, in which case its settings stand.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| convnet_nn::fast::flush_denormals())
+        .build_global();
 }

@@ -92,6 +92,7 @@ fn augment_help() -> String {
 fn main() {
     // Before any thread allocates (see the function: one malloc arena, freed memory kept).
     convnet_nn::fast::keep_freed_memory();
+    convnet_nn::fast::flush_denormals();
     // `train --recipe/--config` become the recipe's flags, ahead of the ones given.
     let args = cmd::recipes::expand(std::env::args_os().collect()).unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
