@@ -894,10 +894,29 @@ fn sample_sums(
         )
 }
 
-/// `y = v * a + b` value by value, then a ReLU if asked.
+/// Batch norm's output before its ReLU, `x·a + b`: written once, so that the backward's ReLU
+/// mask repeats the forward's arithmetic exactly on every path.
+#[inline(always)]
+fn bn_affine(v: f32, a: f32, b: f32) -> f32 {
+    v * a + b
+}
+
+/// The gradient after a fused ReLU: `g` where the forward's output was positive, else 0.
+#[inline(always)]
+fn bn_relu_mask(g: f32, v: f32, a: f32, b: f32) -> f32 {
+    if bn_affine(v, a, b) > 0.0 { g } else { 0.0 }
+}
+
+/// Batch norm's input gradient per value, `k1·dy + k2·x + k3` ([`bn_backward`]).
+#[inline(always)]
+fn bn_dx(g: f32, v: f32, k1: f32, k2: f32, k3: f32) -> f32 {
+    k1 * g + k2 * v + k3
+}
+
+/// [`bn_affine`] value by value, then a ReLU if asked.
 fn affine(y: &mut [f32], v: &[f32], a: &[f32], b: &[f32], relu: bool) {
     for (((y, &v), &a), &b) in y.iter_mut().zip(v).zip(a).zip(b) {
-        *y = v * a + b;
+        *y = bn_affine(v, a, b);
     }
     if relu {
         y.iter_mut().for_each(|y| *y = y.max(0.0));
@@ -1030,7 +1049,9 @@ fn bn_forward(
                 None => {
                     let rows = o.chunks_mut(s).zip(src.chunks(s));
                     for ((o, src), (&a, &b)) in rows.zip(scale.iter().zip(&offset)) {
-                        o.iter_mut().zip(src).for_each(|(y, &v)| *y = v * a + b);
+                        o.iter_mut()
+                            .zip(src)
+                            .for_each(|(y, &v)| *y = bn_affine(v, a, b));
                         if relu {
                             o.iter_mut().for_each(|y| *y = y.max(0.0));
                         }
@@ -1081,7 +1102,7 @@ fn bn_backward(
                     let r = i * c * s..(i + 1) * c * s;
                     let vals = gs[r.clone()].iter().zip(&xs[r]).zip(a.iter().zip(&b));
                     for (o, ((&g, &v), (&a, &b))) in o.iter_mut().zip(vals) {
-                        *o = if v * a + b > 0.0 { g } else { 0.0 };
+                        *o = bn_relu_mask(g, v, a, b);
                     }
                 });
             } else if s > 0 {
@@ -1089,7 +1110,7 @@ fn bn_backward(
                     let (ch, r) = (row % c, row * s..(row + 1) * s);
                     let (a, b) = (stats.scale[ch], stats.offset[ch]);
                     for ((o, &g), &v) in o.iter_mut().zip(&gs[r.clone()]).zip(&xs[r]) {
-                        *o = if v * a + b > 0.0 { g } else { 0.0 };
+                        *o = bn_relu_mask(g, v, a, b);
                     }
                 });
             }
@@ -1145,7 +1166,7 @@ fn bn_backward(
                         for ((o, (&g, &v)), ((&k1, &k2), &k3)) in
                             d.iter_mut().zip(g.iter().zip(x)).zip(ks)
                         {
-                            *o = k1 * g + k2 * v + k3;
+                            *o = bn_dx(g, v, k1, k2, k3);
                         }
                     }
                     None => {
@@ -1153,7 +1174,7 @@ fn bn_backward(
                         for (ch, (d, (g, x))) in rows.enumerate() {
                             let (k1, k2, k3) = (k1[ch], k2[ch], k3[ch]);
                             for (o, (&g, &v)) in d.iter_mut().zip(g.iter().zip(x)) {
-                                *o = k1 * g + k2 * v + k3;
+                                *o = bn_dx(g, v, k1, k2, k3);
                             }
                         }
                     }
