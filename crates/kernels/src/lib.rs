@@ -1634,13 +1634,13 @@ mod conv {
         }
     }
 
-    /// `dst (m x n, row stride dst_rs) = [dst +] lhs (m x k) · rhs (k x n)`, each operand given
-    /// by its column and row strides.
-    #[allow(clippy::too_many_arguments)]
+    /// `dst (m x n) = [dst +] lhs (m x k) · rhs (k x n)`, each operand given as its slice and
+    /// its column and row strides. `gemm` packs its left operand, and it computes `dstᵀ = rhsᵀ ·
+    /// lhsᵀ` when `dst` is row-major: then a row-major `rhs` is gathered column by column
+    /// into its packed layout, which a column-major `dst` avoids (see [`Sums`]).
     pub(super) fn matmul(
         [m, n, k]: [usize; 3],
-        dst: &mut [f32],
-        dst_rs: usize,
+        (dst, dst_cs, dst_rs): (&mut [f32], usize, usize),
         accumulate: bool,
         lhs: (&[f32], usize, usize),
         rhs: (&[f32], usize, usize),
@@ -1649,7 +1649,7 @@ mod conv {
         if m == 0 || n == 0 {
             return;
         }
-        assert!(dst.len() >= (m - 1) * dst_rs + n);
+        assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
         // SAFETY: the operands are slices whose extents the callers size from the same
         // geometry (checked above for the destination); gemm reads lhs/rhs and writes dst only
         // inside the m x k, k x n and m x n index ranges given by the strides.
@@ -1659,7 +1659,7 @@ mod conv {
                 n,
                 k,
                 dst.as_mut_ptr(),
-                1,
+                dst_cs as isize,
                 dst_rs as isize,
                 accumulate,
                 lhs.0.as_ptr(),
@@ -1676,6 +1676,32 @@ mod conv {
                 par,
             )
         }
+    }
+
+    /// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `a`.
+    fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        transpose_strided((a, 1, cols), rows, cols)
+    }
+
+    /// The transpose `[cols, rows]`, row-major, of the `[rows, cols]` matrix `a` given by its
+    /// slice, column and row strides; in 32x32 blocks so that both sides stay in cache.
+    fn transpose_strided(
+        (a, cs, rs): (&[f32], usize, usize),
+        rows: usize,
+        cols: usize,
+    ) -> Vec<f32> {
+        const B: usize = 32;
+        let mut t = vec![0f32; rows * cols];
+        for r0 in (0..rows).step_by(B) {
+            for c0 in (0..cols).step_by(B) {
+                for r in r0..(r0 + B).min(rows) {
+                    for c in c0..(c0 + B).min(cols) {
+                        t[c * rows + r] = a[r * rs + c * cs];
+                    }
+                }
+            }
+        }
+        t
     }
 
     /// Samples run as parallel tasks when there are enough of them; otherwise `gemm` itself
@@ -1735,9 +1761,17 @@ mod conv {
             (&self.w, self.w_strides[0], self.w_strides[1])
         }
 
-        /// Its transpose, `[C * taps, C_out]`.
+        /// Its transpose, `[C * taps, C_out]`, in place.
         fn lhs_t(&self) -> (&[f32], usize, usize) {
             (&self.w, self.w_strides[1], self.w_strides[0])
+        }
+
+        /// For the input gradient when only the centre tap is kept, the transpose copied
+        /// row-major: read in place, strided by 9, its products ran 3x slower (ResNet-18's
+        /// last stage at 32x32). Elsewhere the copy cost more than it saved (B x0.92).
+        fn weight_t(&self, g: &Geometry, need: bool) -> Option<Vec<f32>> {
+            (need && self.taps.len() == 1 && g.kh * g.kw > 1)
+                .then(|| transpose_strided(self.lhs(), g.c_out, self.rows(g)))
         }
 
         /// Rows of the im2col matrix: `C * taps`.
@@ -1804,8 +1838,7 @@ mod conv {
             let mut yt = Scratch::new(g.c_out * np);
             matmul(
                 [g.c_out, np, ck],
-                &mut yt,
-                np,
+                (&mut yt, 1, np),
                 false,
                 b.lhs(),
                 (&col, 1, np),
@@ -1836,6 +1869,7 @@ mod conv {
         let (ck, l) = (b.rows(&g), b.taps.len());
         let (size, split, par) = Batched::group(&g, ck);
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
+        let wt = b.weight_t(&g, need_x);
         let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
         let group = |mut acc: Sums, i: usize, dxg: Option<&mut [f32]>| -> Sums {
             let s0 = i * size;
@@ -1854,8 +1888,7 @@ mod conv {
                 let col = b.col(&g, &xs[s0 * in_size..][..ns * in_size], ns);
                 matmul(
                     [g.c_out, ck, np],
-                    &mut acc.dw,
-                    ck,
+                    (&mut acc.dw, 1, ck),
                     true,
                     (&dyt, 1, np),
                     (&col, np, 1),
@@ -1866,10 +1899,9 @@ mod conv {
                 let mut dcol = Scratch::new(ck * np);
                 matmul(
                     [ck, np, g.c_out],
-                    &mut dcol,
-                    np,
+                    (&mut dcol, 1, np),
                     false,
-                    b.lhs_t(),
+                    wt.as_ref().map_or(b.lhs_t(), |wt| (wt, 1, g.c_out)),
                     (&dyt, 1, np),
                     par,
                 );
@@ -1890,7 +1922,8 @@ mod conv {
         })
     }
 
-    /// A task's weight- and bias-gradient sums, merged across tasks at the end.
+    /// A task's weight- and bias-gradient sums, merged across tasks at the end; the weight's
+    /// in the layout its caller's products write ([`Sums::tensors`] takes them back).
     struct Sums {
         dw: Vec<f32>,
         db: Vec<f64>,
@@ -1947,7 +1980,7 @@ mod conv {
         }
 
         /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through
-        /// `dw` (which may scatter kept columns back to the full shape).
+        /// `dw`, which turns the sums into `[C_out, C, kh, kw]`.
         fn tensors(
             self,
             dx: Vec<f32>,
@@ -2018,8 +2051,7 @@ mod conv {
                 let rs = if g.identity_col() { p } else { t };
                 matmul(
                     [g.c_out, t, ck],
-                    &mut y[p0..],
-                    p,
+                    (&mut y[p0..], 1, p),
                     false,
                     (ws, 1, ck),
                     (rhs, 1, rs),
@@ -2065,8 +2097,7 @@ mod conv {
                 let product = [g.c_out, t, ck];
                 matmul(
                     product,
-                    yt,
-                    t,
+                    (yt, 1, t),
                     false,
                     (ws, 1, ck),
                     (rhs, 1, rs),
@@ -2162,6 +2193,12 @@ mod conv {
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
         let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
         let scratch = if g.identity_col() { 0 } else { ck * g.tile() };
+        // Wᵀ row-major, read by every sample's input-gradient product (see `weight_t`).
+        let wt = if need_x {
+            transpose(ws, g.c_out, ck)
+        } else {
+            Vec::new()
+        };
         let sample = |mut acc: Sums, s: usize, dxn: Option<&mut [f32]>| -> Sums {
             let Sums { dw, db } = &mut acc;
             let mut col = Scratch::new(if need_w { scratch } else { 0 });
@@ -2183,11 +2220,12 @@ mod conv {
                         im2col(&g, plan, xn, col, t, !split);
                         (col, t)
                     };
-                    // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK).
+                    // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK), into a column-
+                    // major dW: into a row-major one `gemm` gathered the whole im2col matrix
+                    // into its packed layout on every product (seed 003's CNN: 13 % of its step).
                     matmul(
                         [g.c_out, ck, t],
-                        dw,
-                        ck,
+                        (dw, g.c_out, 1),
                         true,
                         (&gn[p0..], 1, p),
                         (rhs, rs, 1),
@@ -2199,10 +2237,9 @@ mod conv {
                         // dx tile (C x t) = Wᵀ (C x C_out) · dy tile (C_out x t), written in place.
                         matmul(
                             [ck, t, g.c_out],
-                            &mut dxn[p0..],
-                            p,
+                            (&mut dxn[p0..], 1, p),
                             false,
-                            (ws, ck, 1),
+                            (&wt, 1, g.c_out),
                             (&gn[p0..], 1, p),
                             par,
                         );
@@ -2210,10 +2247,9 @@ mod conv {
                         let dcol = &mut dcol[..ck * t];
                         matmul(
                             [ck, t, g.c_out],
-                            dcol,
-                            t,
+                            (dcol, 1, t),
                             false,
-                            (ws, ck, 1),
+                            (&wt, 1, g.c_out),
                             (&gn[p0..], 1, p),
                             par,
                         );
@@ -2224,7 +2260,9 @@ mod conv {
             acc
         };
         let sums = Sums::fold(split, g.n, &mut dx, in_size, init, sample);
-        sums.tensors(dx, &g, [need_x, need_w, need_b], |dw| dw)
+        sums.tensors(dx, &g, [need_x, need_w, need_b], |dw| {
+            transpose(&dw, ck, g.c_out)
+        })
     }
 }
 

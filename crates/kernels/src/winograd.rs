@@ -274,8 +274,7 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
             let product = |(xi, mx): (usize, &mut [f32])| {
                 matmul(
                     [g.c_out, tb, g.c],
-                    mx,
-                    tb,
+                    (mx, 1, tb),
                     false,
                     (&u[xi * g.c..], 1, XI * g.c),
                     (&v[xi * tb..], 1, XI * tb),
