@@ -626,6 +626,58 @@ fn vector(values: Vec<f32>) -> FlexTensor {
     tensor(values, Shape::new([n]))
 }
 
+/// Defines `fn $name(args) $body` compiled three times, for AVX-512, for AVX2 + FMA and for
+/// baseline x86-64, run as this CPU allows. The element-wise loops here (batch norm,
+/// epilogues, pooling, col2im) are plain Rust that the compiler vectorises for the features
+/// enabled where it is compiled, and the default build targets baseline x86-64 (SSE2, 4
+/// lanes). The body is an `#[inline(always)]` function called directly by each copy (a
+/// closure or a call through `FnOnce` stayed one baseline function that the copies only
+/// called). The arithmetic is the same in every copy (no fused multiply-adds are formed from
+/// separate `*` and `+`), so results do not depend on the CPU.
+macro_rules! wide_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                match $crate::simd_level() {
+                    // SAFETY: the CPU has the features each copy is compiled for.
+                    2 => return unsafe { avx512($($arg),*) },
+                    1 => return unsafe { avx2($($arg),*) },
+                    _ => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// What [`wide_fn`] may use on this CPU: 2 for AVX-512 (F, BW, VL), 1 for AVX2 + FMA, else 0.
+#[inline]
+fn simd_level() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+            return 2;
+        }
+        if has!("avx2") && has!("fma") {
+            return 1;
+        }
+    }
+    0
+}
+
 /// 2x2/2 max pool of an `[N, C, H, W]` tensor; with `record`, also each window's argmax
 /// (0: top left, 1: top right, 2: bottom left, 3: bottom right; the first of equal maxima, a
 /// NaN wins as in PyTorch).
@@ -662,6 +714,7 @@ fn pool_forward(x: &FlexTensor, record: bool) -> (FlexTensor, Vec<u8>) {
 /// Values per block of [`pool_plane`]'s two passes (stack buffers).
 const POOL_BLOCK: usize = 1024;
 
+wide_fn! {
 /// One plane of [`pool_forward`] (`src` is `H x w`, `out` `H/2 x w/2`), with the argmax into
 /// `arg` unless it is empty, `m` and `k` its buffers. Two passes over blocks of rows, both plain element-wise selects
 /// that the compiler vectorises: the larger of each column's two rows, then the larger of each
@@ -673,8 +726,9 @@ fn pool_plane(
     w: usize,
     out: &mut [f32],
     arg: &mut [u8],
-    (m, k): &mut ([f32; POOL_BLOCK], [u8; POOL_BLOCK]),
+    buffers: &mut ([f32; POOL_BLOCK], [u8; POOL_BLOCK]),
 ) {
+    let (m, k) = buffers;
     let wo = w / 2;
     let ho = out.len() / wo;
     if 2 * wo <= POOL_BLOCK {
@@ -715,6 +769,7 @@ fn pool_plane(
             }
         }
     }
+}
 }
 
 /// First pass of [`pool_plane`]: the larger of `r0[i]` and `r1[i]` (a NaN wins, the top row
@@ -913,6 +968,7 @@ fn bn_dx(g: f32, v: f32, k1: f32, k2: f32, k3: f32) -> f32 {
     k1 * g + k2 * v + k3
 }
 
+wide_fn! {
 /// [`bn_affine`] value by value, then a ReLU if asked.
 fn affine(y: &mut [f32], v: &[f32], a: &[f32], b: &[f32], relu: bool) {
     for (((y, &v), &a), &b) in y.iter_mut().zip(v).zip(a).zip(b) {
@@ -922,9 +978,63 @@ fn affine(y: &mut [f32], v: &[f32], a: &[f32], b: &[f32], relu: bool) {
         y.iter_mut().for_each(|y| *y = y.max(0.0));
     }
 }
+}
+
+wide_fn! {
+/// [`affine`] with one channel's constants for the whole row.
+fn affine_row(y: &mut [f32], v: &[f32], a: f32, b: f32, relu: bool) {
+    y.iter_mut()
+        .zip(v)
+        .for_each(|(y, &v)| *y = bn_affine(v, a, b));
+    if relu {
+        y.iter_mut().for_each(|y| *y = y.max(0.0));
+    }
+}
+}
+
+wide_fn! {
+/// [`bn_relu_mask`] value by value, the constants per value.
+fn relu_mask(o: &mut [f32], g: &[f32], x: &[f32], a: &[f32], b: &[f32]) {
+    let vals = g.iter().zip(x).zip(a.iter().zip(b));
+    for (o, ((&g, &v), (&a, &b))) in o.iter_mut().zip(vals) {
+        *o = bn_relu_mask(g, v, a, b);
+    }
+}
+}
+
+wide_fn! {
+/// [`relu_mask`] with one channel's constants for the whole row.
+fn relu_mask_row(o: &mut [f32], g: &[f32], x: &[f32], a: f32, b: f32) {
+    for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
+        *o = bn_relu_mask(g, v, a, b);
+    }
+}
+}
+
+wide_fn! {
+/// [`bn_dx`] value by value, the constants per value.
+fn dx_values(d: &mut [f32], g: &[f32], x: &[f32], k: [&[f32]; 3]) {
+    let [k1, k2, k3] = k;
+    let ks = k1.iter().zip(k2).zip(k3);
+    for ((o, (&g, &v)), ((&k1, &k2), &k3)) in d.iter_mut().zip(g.iter().zip(x)).zip(ks) {
+        *o = bn_dx(g, v, k1, k2, k3);
+    }
+}
+}
+
+wide_fn! {
+/// [`dx_values`] with one channel's constants for the whole row.
+fn dx_row(d: &mut [f32], g: &[f32], x: &[f32], k: [f32; 3]) {
+    let [k1, k2, k3] = k;
+    for (o, (&g, &v)) in d.iter_mut().zip(g.iter().zip(x)) {
+        *o = bn_dx(g, v, k1, k2, k3);
+    }
+}
+}
 
 /// Sum of a row in 8 independent f32 lanes, so that it vectorises (a serial f64 sum of the
 /// bias gradient's rows was 4 % of a LeNet-style training step).
+#[inline(always)]
 fn row_sum(a: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     let chunks = a.chunks_exact(8);
@@ -937,6 +1047,7 @@ fn row_sum(a: &[f32]) -> f32 {
     s.iter().sum::<f32>() + rest
 }
 
+wide_fn! {
 /// Sum of `a` and of `a * a` over a row, in 8 independent lanes so that it vectorises.
 fn row_sums(a: &[f32], shift: f32) -> [f32; 2] {
     let mut s1 = [0f32; 8];
@@ -959,7 +1070,9 @@ fn row_sums(a: &[f32], shift: f32) -> [f32; 2] {
     }
     [t1, t2]
 }
+}
 
+wide_fn! {
 /// Sum of `g` and of `g * (x - shift)` over a row, in 8 lanes.
 fn row_dot(g: &[f32], x: &[f32], shift: f32) -> [f32; 2] {
     let mut s1 = [0f32; 8];
@@ -980,6 +1093,7 @@ fn row_dot(g: &[f32], x: &[f32], shift: f32) -> [f32; 2] {
         t2 += gv * (xv - shift);
     }
     [t1, t2]
+}
 }
 
 fn bn_forward(
@@ -1049,12 +1163,7 @@ fn bn_forward(
                 None => {
                     let rows = o.chunks_mut(s).zip(src.chunks(s));
                     for ((o, src), (&a, &b)) in rows.zip(scale.iter().zip(&offset)) {
-                        o.iter_mut()
-                            .zip(src)
-                            .for_each(|(y, &v)| *y = bn_affine(v, a, b));
-                        if relu {
-                            o.iter_mut().for_each(|y| *y = y.max(0.0));
-                        }
+                        affine_row(o, src, a, b, relu);
                     }
                 }
             }
@@ -1100,18 +1209,13 @@ fn bn_backward(
                 let (a, b) = (per(&stats.scale), per(&stats.offset));
                 m.par_chunks_mut(c * s).enumerate().for_each(|(i, o)| {
                     let r = i * c * s..(i + 1) * c * s;
-                    let vals = gs[r.clone()].iter().zip(&xs[r]).zip(a.iter().zip(&b));
-                    for (o, ((&g, &v), (&a, &b))) in o.iter_mut().zip(vals) {
-                        *o = bn_relu_mask(g, v, a, b);
-                    }
+                    relu_mask(o, &gs[r.clone()], &xs[r], &a, &b);
                 });
             } else if s > 0 {
                 m.par_chunks_mut(s).enumerate().for_each(|(row, o)| {
                     let (ch, r) = (row % c, row * s..(row + 1) * s);
                     let (a, b) = (stats.scale[ch], stats.offset[ch]);
-                    for ((o, &g), &v) in o.iter_mut().zip(&gs[r.clone()]).zip(&xs[r]) {
-                        *o = bn_relu_mask(g, v, a, b);
-                    }
+                    relu_mask_row(o, &gs[r.clone()], &xs[r], a, b);
                 });
             }
             masked = m;
@@ -1161,21 +1265,11 @@ fn bn_backward(
                 let r = i * c * s..(i + 1) * c * s;
                 let (g, x) = (&gs[r.clone()], &xs[r]);
                 match &ks {
-                    Some([k1, k2, k3]) => {
-                        let ks = k1.iter().zip(k2).zip(k3);
-                        for ((o, (&g, &v)), ((&k1, &k2), &k3)) in
-                            d.iter_mut().zip(g.iter().zip(x)).zip(ks)
-                        {
-                            *o = bn_dx(g, v, k1, k2, k3);
-                        }
-                    }
+                    Some([k1, k2, k3]) => dx_values(d, g, x, [k1, k2, k3]),
                     None => {
                         let rows = d.chunks_mut(s).zip(g.chunks(s).zip(x.chunks(s)));
                         for (ch, (d, (g, x))) in rows.enumerate() {
-                            let (k1, k2, k3) = (k1[ch], k2[ch], k3[ch]);
-                            for (o, (&g, &v)) in d.iter_mut().zip(g.iter().zip(x)) {
-                                *o = bn_dx(g, v, k1, k2, k3);
-                            }
+                            dx_row(d, g, x, [k1[ch], k2[ch], k3[ch]]);
                         }
                     }
                 }
@@ -1296,22 +1390,29 @@ impl<'a> Epilogue<'a> {
     /// Finishes the values `start..start + row.len()` of output row `o` (`p` long) of sample
     /// `s` in place.
     fn apply_span(&self, s: usize, o: usize, start: usize, p: usize, row: &mut [f32]) {
-        let t = self.shift[o];
-        match self.scale {
-            Some(scale) => row.iter_mut().for_each(|v| *v = *v * scale[o] + t),
-            None => row.iter_mut().for_each(|v| *v += t),
-        }
-        if let Some(r) = self.residual {
-            let c_out = self.shift.len();
-            let r = &r[(s * c_out + o) * p + start..][..row.len()];
-            row.iter_mut().zip(r).for_each(|(v, &r)| *v += r);
-        }
-        if self.relu {
-            // `x < 0`, not `max`: a NaN stays NaN, as in Burn's and PyTorch's ReLU.
-            row.iter_mut()
-                .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-        }
+        epilogue_span(self, s, o, start, p, row)
     }
+}
+
+wide_fn! {
+/// [`Epilogue::apply_span`].
+fn epilogue_span(ep: &Epilogue, s: usize, o: usize, start: usize, p: usize, row: &mut [f32]) {
+    let t = ep.shift[o];
+    match ep.scale {
+        Some(scale) => row.iter_mut().for_each(|v| *v = *v * scale[o] + t),
+        None => row.iter_mut().for_each(|v| *v += t),
+    }
+    if let Some(r) = ep.residual {
+        let c_out = ep.shift.len();
+        let r = &r[(s * c_out + o) * p + start..][..row.len()];
+        row.iter_mut().zip(r).for_each(|(v, &r)| *v += r);
+    }
+    if ep.relu {
+        // `x < 0`, not `max`: a NaN stays NaN, as in Burn's and PyTorch's ReLU.
+        row.iter_mut()
+            .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+    }
+}
 }
 
 /// Convolution as im2col + `gemm`, one sample per task (or, for batches smaller than the
@@ -1566,6 +1667,19 @@ mod conv {
         dxc: &mut [f32],
         ld: usize,
     ) {
+        col2im_run(g, plan, taps, rows, dxc, ld)
+    }
+
+    wide_fn! {
+    /// [`col2im_channel`].
+    fn col2im_run(
+        g: &Geometry,
+        plan: &Plan,
+        taps: &[usize],
+        rows: &[f32],
+        dxc: &mut [f32],
+        ld: usize,
+    ) {
         let sw = g.stride[1];
         if Plan::shifted(g) {
             // (The caller has zeroed the wrapped entries: [`Plan::zero_wrapped`].)
@@ -1601,6 +1715,7 @@ mod conv {
                 }
             }
         }
+    }
     }
 
     /// Copies the im2col columns of `plan`'s tile of sample `x` (`[C, H, W]`) into `col`
@@ -1922,6 +2037,13 @@ mod conv {
         })
     }
 
+    wide_fn! {
+    /// `a += b` value by value.
+    fn add_into(a: &mut [f32], b: &[f32]) {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
+    }
+
     /// A task's weight- and bias-gradient sums, merged across tasks at the end; the weight's
     /// in the layout its caller's products write ([`Sums::tensors`] takes them back).
     struct Sums {
@@ -1938,7 +2060,7 @@ mod conv {
         }
 
         fn merge(mut self, other: Sums) -> Sums {
-            self.dw.iter_mut().zip(&other.dw).for_each(|(x, y)| *x += y);
+            add_into(&mut self.dw, &other.dw);
             self.db.iter_mut().zip(&other.db).for_each(|(x, y)| *x += y);
             self
         }
