@@ -1657,22 +1657,10 @@ mod conv {
         }
     }
 
+    wide_fn! {
     /// Adds one channel's im2col-shaped gradient rows (one per tap of `taps`, `ld` apart) back
     /// into `dxc` (`[H, W]`).
     fn col2im_channel(
-        g: &Geometry,
-        plan: &Plan,
-        taps: &[usize],
-        rows: &[f32],
-        dxc: &mut [f32],
-        ld: usize,
-    ) {
-        col2im_run(g, plan, taps, rows, dxc, ld)
-    }
-
-    wide_fn! {
-    /// [`col2im_channel`].
-    fn col2im_run(
         g: &Geometry,
         plan: &Plan,
         taps: &[usize],
