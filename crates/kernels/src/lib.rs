@@ -310,6 +310,7 @@ impl CpuKernels for Flex {
             shift: shift.as_slice::<f32>().unwrap(),
             residual: residual.as_ref().map(|r| r.as_slice::<f32>().unwrap()),
             relu,
+            noop: false,
         };
         conv::forward(&x, &weight, &epilogue, g, true)
     }
@@ -1369,6 +1370,8 @@ struct Epilogue<'a> {
     /// `[N, C_out, P]`, added after the shift.
     residual: Option<&'a [f32]>,
     relu: bool,
+    /// Nothing to do: a zero bias alone (the bias-free convolutions of training).
+    noop: bool,
 }
 
 impl<'a> Epilogue<'a> {
@@ -1379,6 +1382,7 @@ impl<'a> Epilogue<'a> {
             shift: bias,
             residual: None,
             relu: false,
+            noop: bias.iter().all(|&b| b == 0.0),
         }
     }
 
@@ -1390,6 +1394,9 @@ impl<'a> Epilogue<'a> {
     /// Finishes the values `start..start + row.len()` of output row `o` (`p` long) of sample
     /// `s` in place.
     fn apply_span(&self, s: usize, o: usize, start: usize, p: usize, row: &mut [f32]) {
+        if self.noop {
+            return;
+        }
         epilogue_span(self, s, o, start, p, row)
     }
 }
@@ -2068,25 +2075,29 @@ mod conv {
             I: Fn() -> Sums + Sync + Send,
             T: Fn(Sums, usize, Option<&mut [f32]>) -> Sums + Sync + Send,
         {
-            match (split, dx.is_empty() || chunk == 0) {
+            // (`reduce` with an identity zeroed and merged another set of sums per run of
+            // items; runs of one per thread, `with_min_len`, made B x0.90: the threads no
+            // longer balanced their work.)
+            let sums = match (split, dx.is_empty() || chunk == 0) {
                 (true, false) => dx
                     .par_chunks_mut(chunk)
                     .enumerate()
                     .fold(&init, |acc, (i, d)| task(acc, i, Some(d)))
-                    .reduce(&init, Sums::merge),
+                    .reduce_with(Sums::merge),
                 (true, true) => (0..count)
                     .into_par_iter()
                     .fold(&init, |acc, i| task(acc, i, None))
-                    .reduce(&init, Sums::merge),
+                    .reduce_with(Sums::merge),
                 (false, _) => {
                     let mut acc = init();
                     let mut chunks = dx.chunks_mut(chunk.max(1));
                     for i in 0..count {
                         acc = task(acc, i, chunks.next());
                     }
-                    acc
+                    Some(acc)
                 }
-            }
+            };
+            sums.unwrap_or_else(init)
         }
 
         /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through

@@ -406,6 +406,7 @@ mod tests {
                     shift: &shift,
                     residual: fused.then_some(&residual[..]),
                     relu: fused,
+                    noop: false,
                 };
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
