@@ -1980,6 +1980,11 @@ mod conv {
         let (size, split, par) = Batched::group(&g, ck);
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
         let wt = b.weight_t(&g, need_x);
+        // A column-major `dW` (as in [`backward`]) where the batch's im2col matrix, which
+        // `gemm` would gather into its packed layout, is larger than the transpose of `dW`
+        // once per call: the 8x8 and 4x4 maps of ResNet-18 at 32x32, not its 2x2 and 1x1.
+        let dw_t = g.n * p > 4 * g.c_out;
+        let dw_strides = if dw_t { [g.c_out, 1] } else { [1, ck] };
         let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
         let group = |mut acc: Sums, i: usize, dxg: Option<&mut [f32]>| -> Sums {
             let s0 = i * size;
@@ -1998,7 +2003,7 @@ mod conv {
                 let col = b.col(&g, &xs[s0 * in_size..][..ns * in_size], ns);
                 matmul(
                     [g.c_out, ck, np],
-                    (&mut acc.dw, 1, ck),
+                    (&mut acc.dw, dw_strides[0], dw_strides[1]),
                     true,
                     (&dyt, 1, np),
                     (&col, np, 1),
@@ -2028,7 +2033,14 @@ mod conv {
         let groups = g.n.div_ceil(size);
         let sums = Sums::fold(split, groups, &mut dx, size * in_size, init, group);
         Sums::tensors(sums, dx, &g, [need_x, need_w, need_b], |dw| {
-            b.scatter_dw(&g, dw)
+            b.scatter_dw(
+                &g,
+                if dw_t {
+                    transpose(&dw, ck, g.c_out)
+                } else {
+                    dw
+                },
+            )
         })
     }
 
