@@ -305,13 +305,12 @@ impl CpuKernels for Flex {
             );
             contiguous(&r)
         });
-        let epilogue = Epilogue {
-            scale: Some(scale.as_slice::<f32>().unwrap()),
-            shift: shift.as_slice::<f32>().unwrap(),
-            residual: residual.as_ref().map(|r| r.as_slice::<f32>().unwrap()),
+        let epilogue = Epilogue::new(
+            Some(scale.as_slice::<f32>().unwrap()),
+            shift.as_slice::<f32>().unwrap(),
+            residual.as_ref().map(|r| r.as_slice::<f32>().unwrap()),
             relu,
-            noop: false,
-        };
+        );
         conv::forward(&x, &weight, &epilogue, g, true)
     }
 
@@ -717,7 +716,7 @@ const POOL_BLOCK: usize = 1024;
 
 wide_fn! {
 /// One plane of [`pool_forward`] (`src` is `H x w`, `out` `H/2 x w/2`), with the argmax into
-/// `arg` unless it is empty, `m` and `k` its buffers. Two passes over blocks of rows, both plain element-wise selects
+/// `arg` unless it is empty, `buffers` its two stack buffers. Two passes over blocks of rows, both plain element-wise selects
 /// that the compiler vectorises: the larger of each column's two rows, then the larger of each
 /// window's two columns, equal values going to the lower index. Blocks span several rows so
 /// that short rows (14 or 7 windows) still fill the vectors. Branches on the data were 16 % of
@@ -1370,20 +1369,32 @@ struct Epilogue<'a> {
     /// `[N, C_out, P]`, added after the shift.
     residual: Option<&'a [f32]>,
     relu: bool,
-    /// Nothing to do: a zero bias alone (the bias-free convolutions of training).
+    /// Nothing to do: a zero bias alone (the bias-free convolutions of training). Set by
+    /// [`Epilogue::new`], the only constructor.
     noop: bool,
 }
 
 impl<'a> Epilogue<'a> {
+    fn new(
+        scale: Option<&'a [f32]>,
+        shift: &'a [f32],
+        residual: Option<&'a [f32]>,
+        relu: bool,
+    ) -> Self {
+        let noop =
+            scale.is_none() && residual.is_none() && !relu && shift.iter().all(|&b| b == 0.0);
+        Epilogue {
+            scale,
+            shift,
+            residual,
+            relu,
+            noop,
+        }
+    }
+
     /// The bias alone (training and plain convolutions).
     fn bias(bias: &'a [f32]) -> Self {
-        Epilogue {
-            scale: None,
-            shift: bias,
-            residual: None,
-            relu: false,
-            noop: bias.iter().all(|&b| b == 0.0),
-        }
+        Self::new(None, bias, None, false)
     }
 
     /// Finishes output row `o` of sample `s` in place (`row` holds the product).
@@ -1980,12 +1991,7 @@ mod conv {
         let (size, split, par) = Batched::group(&g, ck);
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
         let wt = b.weight_t(&g, need_x);
-        // A column-major `dW` (as in [`backward`]) where the batch's im2col matrix, which
-        // `gemm` would gather into its packed layout, is larger than the transpose of `dW`
-        // once per call: the 8x8 and 4x4 maps of ResNet-18 at 32x32, not its 2x2 and 1x1.
-        let dw_t = g.n * p > 4 * g.c_out;
-        let dw_strides = if dw_t { [g.c_out, 1] } else { [1, ck] };
-        let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
+        let init = || Sums::new(&g, ck, need_w);
         let group = |mut acc: Sums, i: usize, dxg: Option<&mut [f32]>| -> Sums {
             let s0 = i * size;
             let ns = size.min(g.n - s0);
@@ -2003,7 +2009,7 @@ mod conv {
                 let col = b.col(&g, &xs[s0 * in_size..][..ns * in_size], ns);
                 matmul(
                     [g.c_out, ck, np],
-                    (&mut acc.dw, dw_strides[0], dw_strides[1]),
+                    acc.dw_dst(),
                     true,
                     (&dyt, 1, np),
                     (&col, np, 1),
@@ -2033,14 +2039,7 @@ mod conv {
         let groups = g.n.div_ceil(size);
         let sums = Sums::fold(split, groups, &mut dx, size * in_size, init, group);
         Sums::tensors(sums, dx, &g, [need_x, need_w, need_b], |dw| {
-            b.scatter_dw(
-                &g,
-                if dw_t {
-                    transpose(&dw, ck, g.c_out)
-                } else {
-                    dw
-                },
-            )
+            b.scatter_dw(&g, dw)
         })
     }
 
@@ -2051,18 +2050,38 @@ mod conv {
     }
     }
 
-    /// A task's weight- and bias-gradient sums, merged across tasks at the end; the weight's
-    /// in the layout its caller's products write ([`Sums::tensors`] takes them back).
+    /// A task's weight- and bias-gradient sums, merged across tasks at the end. The weight's
+    /// are the `[C_out, rows]` matrix of the products `dW += dY · colᵀ`, column-major when
+    /// the batch's im2col matrices are larger than `dW` (`N·P > 4·C_out`): `gemm` computes a
+    /// product with a row-major destination as its transpose and gathers its right operand,
+    /// the im2col matrix, into its packed layout on every product (seed 003's CNN: 13 % of
+    /// its step); a column-major `dW` costs one transpose per call instead (B x0.92 when
+    /// that was done for the small maps' `dW`s as well).
     struct Sums {
         dw: Vec<f32>,
         db: Vec<f64>,
+        /// Columns of the weight matrix (`C * taps`) and its layout.
+        rows: usize,
+        column_major: bool,
     }
 
     impl Sums {
-        fn new(dw: usize, db: usize) -> Self {
+        /// Zero sums for `g`, the weight's over `rows` columns when `need_w`.
+        fn new(g: &Geometry, rows: usize, need_w: bool) -> Self {
             Sums {
-                dw: vec![0f32; dw],
-                db: vec![0f64; db],
+                dw: vec![0f32; if need_w { g.c_out * rows } else { 0 }],
+                db: vec![0f64; g.c_out],
+                rows,
+                column_major: g.n * g.p() > 4 * g.c_out,
+            }
+        }
+
+        /// The weight's sums as a product's destination (slice, column and row strides).
+        fn dw_dst(&mut self) -> (&mut [f32], usize, usize) {
+            let c_out = self.dw.len() / self.rows.max(1);
+            match self.column_major {
+                true => (&mut self.dw, c_out, 1),
+                false => (&mut self.dw, 1, self.rows),
             }
         }
 
@@ -2113,7 +2132,7 @@ mod conv {
         }
 
         /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through
-        /// `dw`, which turns the sums into `[C_out, C, kh, kw]`.
+        /// `dw`, which turns the row-major `[C_out, rows]` sums into `[C_out, C, kh, kw]`.
         fn tensors(
             self,
             dx: Vec<f32>,
@@ -2123,7 +2142,13 @@ mod conv {
         ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
             (
                 need_x.then(|| tensor(dx, Shape::new([g.n, g.c, g.h, g.w]))),
-                need_w.then(|| tensor(dw(self.dw), Shape::new([g.c_out, g.c, g.kh, g.kw]))),
+                need_w.then(|| {
+                    let sums = match self.column_major {
+                        true => transpose(&self.dw, self.rows, g.c_out),
+                        false => self.dw,
+                    };
+                    tensor(dw(sums), Shape::new([g.c_out, g.c, g.kh, g.kw]))
+                }),
                 need_b.then(|| {
                     let db = self.db.into_iter().map(|v| v as f32).collect();
                     tensor(db, Shape::new([g.c_out]))
@@ -2324,23 +2349,23 @@ mod conv {
         let (split, par) = parallelism(g.n);
         let in_size = g.c * g.h * g.w;
         let mut dx = vec![0f32; if need_x { g.n * in_size } else { 0 }];
-        let init = || -> Sums { Sums::new(if need_w { g.c_out * ck } else { 0 }, g.c_out) };
+        let init = || Sums::new(&g, ck, need_w);
         let scratch = if g.identity_col() { 0 } else { ck * g.tile() };
-        // Wᵀ row-major, read by every sample's input-gradient product (see `weight_t`).
+        // Wᵀ row-major, copied once and read by every sample's input-gradient product: in
+        // place (column-major) `gemm` read it with a stride of `C·k·k` on every product.
         let wt = if need_x {
             transpose(ws, g.c_out, ck)
         } else {
             Vec::new()
         };
         let sample = |mut acc: Sums, s: usize, dxn: Option<&mut [f32]>| -> Sums {
-            let Sums { dw, db } = &mut acc;
             let mut col = Scratch::new(if need_w { scratch } else { 0 });
             let mut dcol = Scratch::new(if dxn.is_some() { scratch } else { 0 });
             let xn = &xs[s * in_size..(s + 1) * in_size];
             let gn = &gs[s * g.c_out * p..(s + 1) * g.c_out * p];
             if need_b {
                 for (o, row) in gn.chunks(p).enumerate() {
-                    db[o] += row_sum(row) as f64;
+                    acc.db[o] += row_sum(row) as f64;
                 }
             }
             let mut dxn = dxn;
@@ -2353,12 +2378,10 @@ mod conv {
                         im2col(&g, plan, xn, col, t, !split);
                         (col, t)
                     };
-                    // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK), into a column-
-                    // major dW: into a row-major one `gemm` gathered the whole im2col matrix
-                    // into its packed layout on every product (seed 003's CNN: 13 % of its step).
+                    // dW (C_out x CK) += dy tile (C_out x t) · colᵀ (t x CK).
                     matmul(
                         [g.c_out, ck, t],
-                        (dw, g.c_out, 1),
+                        acc.dw_dst(),
                         true,
                         (&gn[p0..], 1, p),
                         (rhs, rs, 1),
@@ -2393,9 +2416,7 @@ mod conv {
             acc
         };
         let sums = Sums::fold(split, g.n, &mut dx, in_size, init, sample);
-        sums.tensors(dx, &g, [need_x, need_w, need_b], |dw| {
-            transpose(&dw, ck, g.c_out)
-        })
+        sums.tensors(dx, &g, [need_x, need_w, need_b], |dw| dw)
     }
 }
 

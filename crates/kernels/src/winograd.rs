@@ -401,13 +401,12 @@ mod tests {
             let shift = values(c_out, 8);
             let residual = values(n * c_out * g.ho * g.wo, 9);
             for (threads, fused) in [(1, false), (3, false), (1, true), (3, true)] {
-                let ep = Epilogue {
-                    scale: fused.then_some(&scale[..]),
-                    shift: &shift,
-                    residual: fused.then_some(&residual[..]),
-                    relu: fused,
-                    noop: false,
-                };
+                let ep = Epilogue::new(
+                    fused.then_some(&scale[..]),
+                    &shift,
+                    fused.then_some(&residual[..]),
+                    fused,
+                );
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
