@@ -934,9 +934,10 @@ fn window(o: usize, s: usize, k: usize, p: usize, len: usize) -> std::ops::Range
 
 /// [`max_pool`] with each output's argmax, its input's index in the `H x W` plane, for
 /// [`max_pool_backward`]; the same values. Per output row, the window rows' maximum and its
-/// row per column first (vectorised), then each window's columns: a scalar scan of the whole
-/// window, one dependent compare per value, took 3 % of ResNet-18's step at 32x32. The
-/// argmax is PyTorch's, the window scanned row by row: the first maximum, or the last NaN.
+/// row per column first (vectorised), then each window's columns, without branches (the
+/// stem pool of ResNet-18 at 32x32: 2.5 % of its step, against 3.6 % with branches and 3 %
+/// scanning each window). The argmax is PyTorch's, the window scanned row by row: the first
+/// maximum, or the last NaN.
 fn max_pool_argmax(
     x: &FlexTensor,
     k: [usize; 2],
@@ -952,10 +953,11 @@ fn max_pool_argmax(
     let mut arg = vec![0u32; out.len()];
     // Whether `(v, i)` comes after `(m, at)` in that order: a NaN after every number and the
     // later of two NaNs; of two numbers the larger, or the earlier of equal ones.
-    let later = |v: f32, i: u32, m: f32, at: u32| match (m.is_nan(), v.is_nan()) {
-        (true, nan) => nan && i > at,
-        (false, true) => true,
-        (false, false) => v > m || (v == m && i < at),
+    // (`&` and `|`, not branches: with random values `v > m` is a coin toss, and the
+    // mispredicted branches made this pass the pool's cost.)
+    let later = |v: f32, i: u32, m: f32, at: u32| {
+        let (m_nan, v_nan) = (m.is_nan(), v.is_nan());
+        (m_nan & v_nan & (i > at)) | (!m_nan & (v_nan | (v > m) | ((v == m) & (i < at))))
     };
     if ho * wo > 0 {
         let buffers = || (vec![0f32; w], vec![0u32; w]);
@@ -969,12 +971,7 @@ fn max_pool_argmax(
                     m.fill(f32::NEG_INFINITY);
                     r.fill((rows.start * w) as u32);
                     for y in rows {
-                        let row = src[y * w..][..w].iter();
-                        for ((m, r), &v) in m.iter_mut().zip(r.iter_mut()).zip(row) {
-                            let take = wins(v, *m);
-                            *m = if take { v } else { *m };
-                            *r = if take { (y * w) as u32 } else { *r };
-                        }
+                        column_maxima(m, r, &src[y * w..][..w], (y * w) as u32);
                     }
                     for (ox, (o, a)) in o.iter_mut().zip(a.iter_mut()).enumerate() {
                         let (mut best, mut at) = (f32::NEG_INFINITY, u32::MAX);
@@ -990,6 +987,18 @@ fn max_pool_argmax(
             });
     }
     (tensor(out, Shape::new([n, c, ho, wo])), arg)
+}
+
+wide_fn! {
+/// One input row `v` of a pool window (at offset `at` in the plane) into the running column
+/// maxima `m` and their rows' offsets `r`.
+fn column_maxima(m: &mut [f32], r: &mut [u32], v: &[f32], at: u32) {
+    for ((m, r), &v) in m.iter_mut().zip(r.iter_mut()).zip(v) {
+        let take = wins(v, *m);
+        *m = if take { v } else { *m };
+        *r = if take { at } else { *r };
+    }
+}
 }
 
 /// Gradient of [`max_pool_argmax`]: each output gradient added to its window's argmax
