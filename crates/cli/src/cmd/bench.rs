@@ -89,7 +89,10 @@ fn peak_rss_mib() -> Option<f64> {
 /// Builds the model at the requested input and classes, runs `--warmup` untimed and `--steps`
 /// timed steps on one fixed random batch, and prints the JSON line.
 pub fn run(a: Args) -> Result<()> {
-    crate::device::set_threads(a.threads);
+    crate::device::in_pool(a.threads, || measure(a))
+}
+
+fn measure(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     let entry = convnet_nn::find(&a.model)?;
     let c = a.in_channels.unwrap_or(entry.input[0]);

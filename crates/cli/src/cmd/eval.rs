@@ -76,8 +76,7 @@ pub struct Outcome {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    crate::device::set_threads(a.threads);
-    evaluate_and_write(&a, !a.json).map(|_| ())
+    crate::device::in_pool(a.threads, || evaluate_and_write(&a, !a.json).map(|_| ()))
 }
 
 /// Evaluates a freshly trained run on its test split and writes its report (called at the end

@@ -85,7 +85,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    crate::device::set_threads(a.threads);
+    crate::device::in_pool(a.threads, || extract(a))
+}
+
+fn extract(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     let entry = convnet_nn::find(&a.model)?;
     if !(0.0..1.0).contains(&a.val_split) {

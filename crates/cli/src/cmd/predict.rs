@@ -76,6 +76,10 @@ pub fn class_from_parent(file: &Path, classes: &[String]) -> Option<usize> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    crate::device::in_pool(0, || predict(a))
+}
+
+fn predict(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     let path = super::resolve_checkpoint(&a.checkpoint)?;
     let ckpt = Checkpoint::load(&path, &device)?;

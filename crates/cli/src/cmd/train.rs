@@ -443,7 +443,10 @@ fn default_step(step: Option<usize>, epochs: usize) -> Option<usize> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    crate::device::set_threads(a.threads);
+    crate::device::in_pool(a.threads, || train(a))
+}
+
+fn train(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     if a.lr_find {
         let config = config_from(&a)?;

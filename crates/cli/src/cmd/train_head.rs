@@ -50,7 +50,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    crate::device::set_threads(a.threads);
+    crate::device::in_pool(a.threads, || train_head(a))
+}
+
+fn train_head(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
     if a.epochs == 0 || a.batch_size == 0 {
         bail!("--epochs and --batch-size must be at least 1");
