@@ -258,7 +258,6 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
     let (tw, th) = tiles(&g);
     let (p, out_size) = (g.ho * g.wo, g.c_out * g.ho * g.wo);
     let Blocks { ns, br, split } = Blocks::new(&g);
-    let mut y = vec![0f32; g.n * out_size];
     let group = |(i, ys): (usize, &mut [f32])| {
         let (s0, ns) = (i * ns, ys.len() / out_size);
         let mut v = Scratch::new(g.c * XI * ns * br * tw);
@@ -293,7 +292,7 @@ pub(super) fn forward(xs: &[f32], u: &[f32], ep: &Epilogue, g: Geometry) -> Flex
             for_each_chunk(ys, p, !split, transform_out);
         }
     };
-    for_each_chunk(&mut y, ns * out_size, split, group);
+    let y = super::zeroed_chunks(g.n * out_size, ns * out_size, split, group);
     tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
 }
 
