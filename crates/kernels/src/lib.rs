@@ -57,12 +57,16 @@ pub trait CpuKernels: Backend {
     /// 2-D convolution (groups 1, dilation 1) as im2col tiles and `gemm` products:
     /// `x` `[N, C, H, W]`, `weight` `[C_out, C, kh, kw]`, `bias` `[C_out]` (zeros for none),
     /// `stride` `[sh, sw]`, `padding` `[top, left, bottom, right]` → `[N, C_out, H', W']`.
+    /// With `relu`, the output is `max(0, ·)`, applied to each output row while it is in
+    /// cache, and the backward masks the gradient by the output (`> 0`): a ReLU after the
+    /// convolution in the same pass, in training too.
     fn conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 4],
+        relu: bool,
     ) -> FloatTensor<Self>;
 
     /// Inference convolution with its per-channel epilogue in the same pass over the output:
@@ -161,6 +165,7 @@ pub fn conv2d(
     bias: Tensor<1>,
     stride: [usize; 2],
     padding: [usize; 4],
+    relu: bool,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as CpuKernels>::conv2d(
         x.into_dispatch(),
@@ -168,6 +173,7 @@ pub fn conv2d(
         bias.into_dispatch(),
         stride,
         padding,
+        relu,
     ))
 }
 
@@ -277,10 +283,11 @@ impl CpuKernels for Flex {
         bias: FlexTensor,
         stride: [usize; 2],
         padding: [usize; 4],
+        relu: bool,
     ) -> FlexTensor {
         let g = Geometry::new(&x, &weight, stride, padding);
         let bias = contiguous(&bias);
-        let epilogue = Epilogue::bias(bias.as_slice::<f32>().unwrap());
+        let epilogue = Epilogue::new(None, bias.as_slice::<f32>().unwrap(), None, relu);
         conv::forward(&x, &weight, &epilogue, g, true)
     }
 
@@ -475,13 +482,14 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         bias: AdTensor<C>,
         stride: [usize; 2],
         padding: [usize; 4],
+        relu: bool,
     ) -> AdTensor<C> {
         #[derive(Debug)]
         struct Conv;
 
         impl Backward<Flex, 3> for Conv {
-            /// Input, weight and the geometry of the forward pass.
-            type State = (FlexTensor, FlexTensor, Geometry);
+            /// Input, weight, the geometry of the forward pass and, after a ReLU, the output.
+            type State = (FlexTensor, FlexTensor, Geometry, Option<FlexTensor>);
 
             fn backward(
                 self,
@@ -490,8 +498,13 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
                 _: &mut Checkpointer,
             ) {
                 let [px, pw, pb] = ops.parents;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (x, w, g) = ops.state;
+                let mut grad = grads.consume::<Flex>(&ops.node);
+                let (x, w, g, y) = ops.state;
+                if let Some(y) = y {
+                    grad = owned(grad);
+                    let y = contiguous(&y);
+                    relu_grad(grad.storage_mut::<f32>(), y.as_slice::<f32>().unwrap());
+                }
                 let need = [px.is_some(), pw.is_some(), pb.is_some()];
                 let (dx, dw, db) = conv::backward(&grad, &x, &w, g, need);
                 for (parent, d) in [(px, dx), (pw, dw), (pb, db)] {
@@ -505,11 +518,13 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         let nodes = [x.node(), weight.node(), bias.node()];
         let g = Geometry::new(x.primitive(), weight.primitive(), stride, padding);
         let b = contiguous(bias.primitive());
-        let epilogue = Epilogue::bias(b.as_slice::<f32>().unwrap());
+        let epilogue = Epilogue::new(None, b.as_slice::<f32>().unwrap(), None, relu);
         let y = conv::forward(x.primitive(), weight.primitive(), &epilogue, g, false);
         match Conv.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                prep.finish((x.into_primitive(), weight.into_primitive(), g), y)
+                let kept = relu.then(|| y.clone());
+                let state = (x.into_primitive(), weight.into_primitive(), g, kept);
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
@@ -528,7 +543,7 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     ) -> AdTensor<C> {
         let [c_out, _, _, _] = weight.shape().dims();
         let zeros = Self::float_zeros(Shape::new([c_out]), &x.device(), FloatDType::F32);
-        let y = <Self as CpuKernels>::conv2d(x, weight, zeros, stride, padding);
+        let y = <Self as CpuKernels>::conv2d(x, weight, zeros, stride, padding, false);
         let per_channel = |t| Self::float_reshape(t, Shape::new([1, c_out, 1, 1]));
         let y = Self::float_mul(y, per_channel(scale));
         let y = Self::float_add(y, per_channel(shift));
@@ -1208,6 +1223,25 @@ wide_fn! {
 fn relu_mask_row(o: &mut [f32], g: &[f32], x: &[f32], a: f32, b: f32) {
     for ((o, &g), &v) in o.iter_mut().zip(g).zip(x) {
         *o = bn_relu_mask(g, v, a, b);
+    }
+}
+}
+
+/// The gradient `g` through a ReLU whose output was `y`, in place: zero where `y` is not
+/// positive (PyTorch's rule), rows in parallel.
+fn relu_grad(g: &mut [f32], y: &[f32]) {
+    assert_eq!(g.len(), y.len(), "relu_grad: shapes differ");
+    const CHUNK: usize = 1 << 14;
+    g.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK))
+        .for_each(|(g, y)| relu_grad_span(g, y));
+}
+
+wide_fn! {
+/// [`relu_grad`] on one span.
+fn relu_grad_span(g: &mut [f32], y: &[f32]) {
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = if y > 0.0 { *g } else { 0.0 };
     }
 }
 }

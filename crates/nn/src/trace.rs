@@ -275,7 +275,7 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `relu(conv.run(x))`: in inference on the CPU one kernel call (the ReLU applied to each
+/// `relu(conv.run(x))`: on the CPU one kernel call, in training too (the ReLU applied to each
 /// output row while it is in cache); otherwise (and when tracing) the two layers.
 pub fn conv_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match may_fuse()
