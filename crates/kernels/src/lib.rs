@@ -401,38 +401,49 @@ fn owned(t: FlexTensor) -> FlexTensor {
 
 type AdTensor<C> = FloatTensor<Autodiff<Flex, C>>;
 
+/// The backward of a max pool: `scatter` sends each output's gradient to its window's argmax
+/// (of type `A`, as the forward recorded it).
+#[derive(Debug)]
+struct ArgmaxPool<A> {
+    scatter: fn(&FlexTensor, &[A], Shape) -> FlexTensor,
+}
+
+impl<A: std::fmt::Debug + Send + Sync + 'static> Backward<Flex, 1> for ArgmaxPool<A> {
+    /// Each output's argmax, and the input shape.
+    type State = (Arc<Vec<A>>, Shape);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (argmax, shape) = ops.state;
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, (self.scatter)(&grad, &argmax, shape));
+        }
+    }
+}
+
+/// A max pool under autodiff: `pool(x, record)` gives the output and, with `record`, each
+/// output's argmax, which `scatter` uses in the backward.
+fn tracked_pool<C: CheckpointStrategy, A: std::fmt::Debug + Send + Sync + 'static>(
+    x: AdTensor<C>,
+    pool: impl FnOnce(&FlexTensor, bool) -> (FlexTensor, Vec<A>),
+    scatter: fn(&FlexTensor, &[A], Shape) -> FlexTensor,
+) -> AdTensor<C> {
+    let backward = ArgmaxPool { scatter };
+    match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let shape = x.primitive().shape();
+            let (y, argmax) = pool(x.primitive(), true);
+            prep.finish((Arc::new(argmax), shape), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(pool(x.primitive(), false).0),
+    }
+}
+
 impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     fn max_pool2x2(x: AdTensor<C>) -> AdTensor<C> {
-        #[derive(Debug)]
-        struct Pool;
-
-        impl Backward<Flex, 1> for Pool {
-            /// Argmax code (0..4) per output element, and the input shape.
-            type State = (Arc<Vec<u8>>, Shape);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (argmax, shape) = ops.state;
-                if let Some(node) = parent {
-                    grads.register::<Flex>(node.id, pool_backward(&grad, &argmax, shape));
-                }
-            }
-        }
-
-        match Pool.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let shape = x.primitive().shape();
-                let (y, argmax) = pool_forward(x.primitive(), true);
-                prep.finish((Arc::new(argmax), shape), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(pool_forward(x.primitive(), false).0),
-        }
+        let pool = |x: &FlexTensor, record| pool_forward(x, record);
+        tracked_pool::<C, _>(x, pool, pool_backward)
     }
 
     fn max_pool2d(
@@ -441,39 +452,11 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> AdTensor<C> {
-        #[derive(Debug)]
-        struct Windows;
-
-        impl Backward<Flex, 1> for Windows {
-            /// Each output's argmax (its input's index in the plane), and the input shape.
-            type State = (Arc<Vec<u32>>, Shape);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let grad = grads.consume::<Flex>(&ops.node);
-                let (argmax, shape) = ops.state;
-                if let Some(node) = parent {
-                    let dx = max_pool_backward(&grad, &argmax, shape);
-                    grads.register::<Flex>(node.id, dx);
-                }
-            }
-        }
-
-        match Windows.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let shape = x.primitive().shape();
-                let (y, argmax) = max_pool_argmax(x.primitive(), kernel, stride, padding);
-                prep.finish((Arc::new(argmax), shape), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(max_pool(x.primitive(), kernel, stride, padding))
-            }
-        }
+        let pool = |x: &FlexTensor, record| match record {
+            true => max_pool_argmax(x, kernel, stride, padding),
+            false => (max_pool(x, kernel, stride, padding), Vec::new()),
+        };
+        tracked_pool::<C, _>(x, pool, max_pool_backward)
     }
 
     fn conv2d(
