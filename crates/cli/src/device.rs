@@ -36,19 +36,14 @@ pub fn parse(spec: &str) -> Result<Device> {
 /// and the main thread: `keep_freed_memory`, `flush_denormals`.)
 pub fn set_threads(threads: usize) {
     // Only fails if the pool was already built, in which case its settings stand.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .stack_size(256 << 20)
-        .start_handler(|_| convnet_nn::fast::flush_denormals())
-        .build_global();
+    let _ = convnet_nn::fast::cpu_pool(threads).build_global();
 }
 
 /// Runs a command's `work` on a thread of the CPU pool, sized first by [`set_threads`]: the
 /// layers' parallel loops then start from a thread of the pool that runs them, rather than
 /// being handed to it by the main thread, which woke a sleeping worker and put the caller to
-/// sleep for every one of them (ResNet-50 inference at batch 1: x1.08). The pool's threads
-/// have 256 MiB stacks, as the trainer's (`convnet_train::Trainer::run`): the zoo's networks
-/// are large values that Burn's module traversal moves around recursively.
+/// sleep for every one of them (ResNet-50 inference at batch 1: x1.09). The pool's threads
+/// have 256 MiB stacks (`convnet_nn::fast::cpu_pool`).
 pub fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
     set_threads(threads);
     rayon::scope(|_| work())

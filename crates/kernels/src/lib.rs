@@ -632,9 +632,9 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 
 /// `f((i, chunk))` for each `size`-long chunk of `data` (none when `size` is 0), as parallel
 /// tasks with `parallel`.
-fn for_each_chunk<F>(data: &mut [f32], size: usize, parallel: bool, f: F)
+fn for_each_chunk<T: Send, F>(data: &mut [T], size: usize, parallel: bool, f: F)
 where
-    F: Fn((usize, &mut [f32])) + Send + Sync,
+    F: Fn((usize, &mut [T])) + Send + Sync,
 {
     if size == 0 {
         return;
@@ -662,12 +662,13 @@ where
         // SAFETY: every value of the chunk was initialised just above.
         f((i, unsafe { &mut *(chunk as *mut [_] as *mut [f32]) }));
     };
-    let uninit = &mut values.spare_capacity_mut()[..len];
-    match parallel {
-        true => uninit.par_chunks_mut(size).enumerate().for_each(task),
-        false => uninit.chunks_mut(size).enumerate().for_each(task),
-    }
-    // SAFETY: the chunks cover `0..len`, and each was initialised by `task`.
+    for_each_chunk(
+        &mut values.spare_capacity_mut()[..len],
+        size,
+        parallel,
+        task,
+    );
+    // SAFETY: the chunks cover `0..len` (`size > 0`), and each was initialised by `task`.
     unsafe { values.set_len(len) };
     values
 }

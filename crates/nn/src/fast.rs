@@ -141,9 +141,10 @@ fn bn_scale_shift(bn: &BatchNorm, device: &Device) -> (Tensor<1>, Tensor<1>) {
 /// `pool.forward(x)` without dilation: 2x2/2 windows without padding on the `flex` device
 /// through [`convnet_kernels::max_pool2x2`]; other windows on `flex` through
 /// [`convnet_kernels::max_pool2d`] (overlapping and padded ones too; training and inference
-/// for both), and non-overlapping ones elsewhere in inference as a reshape and two `max_dim`s. Burn's `flex` max
-/// pool is a scalar loop that clips every window's range per output element (small-cnn's first
-/// pool: 14 ms against 8 ms reshaped, 5.5 ms in the kernel). Otherwise `None`.
+/// for both), and non-overlapping ones elsewhere in inference as a reshape and two
+/// `max_dim`s. Burn's `flex` max pool is a scalar loop that clips every window's range per
+/// output element (small-cnn's first pool: 14 ms against 8 ms reshaped, 5.5 ms in the
+/// kernel). Otherwise `None`.
 ///
 /// # Shapes
 /// `[N, C, H, W]` → `[N, C, H', W']` (floor mode)
@@ -323,6 +324,17 @@ pub fn keep_freed_memory() {
             mallopt(M_ARENA_MAX, 1);
         }
     }
+}
+
+/// The settings of a CPU thread pool for the layers (the CLI's global one, the trainer's):
+/// `threads` threads (0: one per core) that flush subnormals ([`flush_denormals`]) and have
+/// 256 MiB stacks, since the zoo's networks are large values that Burn's module traversal
+/// moves around recursively, which overflows the 2 MiB of an ordinary thread.
+pub fn cpu_pool(threads: usize) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(256 << 20)
+        .start_handler(|_| flush_denormals())
 }
 
 /// Makes the calling thread's float arithmetic treat subnormal values as zero (x86-64: the

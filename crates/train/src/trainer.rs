@@ -189,19 +189,15 @@ fn bar(len: usize, prefix: String, visible: bool) -> ProgressBar {
 impl Trainer {
     /// Trains from scratch, or continues the run in [`Self::paths`] when `resume` is set.
     ///
-    /// Runs on a thread pool of its own, as many threads as the global one, with 256 MiB
-    /// stacks: the zoo's networks are large value types that Burn's module traversal moves
-    /// around recursively, which overflows the 2 MiB stacks of ordinary threads. The layers'
+    /// Runs on a thread pool of its own ([`convnet_nn::fast::cpu_pool`], as many threads as
+    /// the global one, with 256 MiB stacks), whatever pool the caller is on. The layers'
     /// parallel loops then start from a thread of the pool that runs them, rather than being
     /// handed to the pool by a thread outside it, which woke a sleeping worker and put the
     /// caller to sleep for every one of them (seed 003's CNN, ResNet-18 at 32x32 and ResNet-50
     /// at batch 1: x1.08 to x1.09).
     pub fn run(&self, resume: bool) -> Result<Outcome, TrainError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
+        let pool = convnet_nn::fast::cpu_pool(rayon::current_num_threads())
             .thread_name(|i| format!("convnet-train-{i}"))
-            .stack_size(256 << 20)
-            .start_handler(|_| convnet_nn::fast::flush_denormals())
             .build()
             .map_err(|e| TrainError::Config(format!("cannot start the training threads: {e}")))?;
         let work = std::panic::AssertUnwindSafe(|| pool.install(|| self.run_here(resume)));
