@@ -31,6 +31,7 @@ use burn::backend::{
 use burn::tensor::{DType, FloatDType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
+mod direct;
 mod winograd;
 
 /// The extension: each method has a `Flex` implementation (inference) and an
@@ -1728,6 +1729,10 @@ mod conv {
         /// The tile's first output pixel and length.
         p0: usize,
         t: usize,
+        /// For a [`Self::shifted`] convolution, per kernel column `j`, over the tile: all ones
+        /// where the shifted window reads the pixel's own row, zero where it wraps around a
+        /// row edge to the neighbouring row; empty where nothing wraps (the centre column).
+        keep: Vec<Vec<u32>>,
     }
 
     impl Plan {
@@ -1761,17 +1766,30 @@ mod conv {
                     runs
                 })
                 .collect();
+            let keep = (0..g.kw)
+                .map(|j| {
+                    let dj = j as isize - pad as isize;
+                    if !Self::shifted(g) || dj == 0 {
+                        return Vec::new();
+                    }
+                    let inside = |p: usize| (0..g.w as isize).contains(&((p % g.w) as isize + dj));
+                    (p0..p0 + t)
+                        .map(|p| if inside(p) { !0 } else { 0 })
+                        .collect()
+                })
+                .collect();
             Plan {
                 all: (0..runs.len()).collect(),
                 runs,
                 p0,
                 t,
+                keep,
             }
         }
 
         /// For a stride-1 convolution whose output rows are as wide as the input's, tap
         /// `(i, j)` reads pixel `p + shift` for output pixel `p`: its im2col row is one shifted
-        /// copy of the channel, with the columns that wrap around a row edge zeroed after.
+        /// copy of the channel, masked by [`Self::keep`] where it wraps around a row edge.
         fn shifted(g: &Geometry) -> bool {
             g.stride == [1, 1] && g.wo == g.w
         }
@@ -1790,33 +1808,6 @@ mod conv {
             // (An empty window starts at 0, so that its empty slice stays in bounds.)
             let start = if hi > lo { lo + shift } else { 0 };
             (lo as usize, hi as usize, start as usize)
-        }
-
-        /// For a [`Self::shifted`] convolution, zeroes the wrapped entries ([`Self::zero_wrapped`])
-        /// of each row of an im2col-shaped matrix, row `r` (`ld` long) holding tap
-        /// `taps[r % taps.len()]`, so that [`col2im_channel`] can add whole windows.
-        fn zero_wrapped_rows(&self, g: &Geometry, taps: &[usize], col: &mut [f32], ld: usize) {
-            if Self::shifted(g) && ld > 0 {
-                for (r, row) in col.chunks_mut(ld).enumerate() {
-                    self.zero_wrapped(g, taps[r % taps.len()], row);
-                }
-            }
-        }
-
-        /// For a [`Self::shifted`] convolution, zeroes the entries of tap `tap`'s tile row
-        /// whose input column falls off the left or right edge of its row: the shifted window
-        /// reads the neighbouring row there.
-        fn zero_wrapped(&self, g: &Geometry, tap: usize, row: &mut [f32]) {
-            let (w, dj) = (g.w, (tap % g.kw) as isize - g.pad[1] as isize);
-            let cols = match dj {
-                0 => 0..0,
-                _ if dj < 0 => 0..(dj.unsigned_abs()).min(w),
-                _ => w.saturating_sub(dj as usize)..w,
-            };
-            for ox in cols {
-                let first = (ox + w - self.p0 % w) % w;
-                row.iter_mut().skip(first).step_by(w).for_each(|v| *v = 0.0);
-            }
         }
 
         /// The tiles of `tile` output pixels of a per-sample convolution, `(p0, t, plan)`:
@@ -1842,6 +1833,7 @@ mod conv {
         }
     }
 
+    wide_fn! {
     /// Copies one channel `xc` (`[H, W]`) into its im2col rows, one per tap of `taps`, `ld`
     /// apart in `rows`: zeros where the window leaves the image.
     fn im2col_channel(
@@ -1859,8 +1851,17 @@ mod conv {
                 let (lo, hi, start) = plan.window(g, tap);
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
-                row[lo..hi].copy_from_slice(&xc[start..start + (hi - lo)]);
-                plan.zero_wrapped(g, tap, row);
+                let src = &xc[start..start + (hi - lo)];
+                match &plan.keep[tap % g.kw][..] {
+                    [] => row[lo..hi].copy_from_slice(src),
+                    // (One pass: copying, then zeroing the wrapped entries one column at a
+                    // time, touched most cache lines twice; seed 003's CNN x?.)
+                    keep => row[lo..hi]
+                        .iter_mut()
+                        .zip(src)
+                        .zip(&keep[lo..hi])
+                        .for_each(|((d, &v), &k)| *d = f32::from_bits(v.to_bits() & k)),
+                }
             }
             return;
         }
@@ -1890,6 +1891,7 @@ mod conv {
             }
         }
     }
+    }
 
     wide_fn! {
     /// Adds one channel's im2col-shaped gradient rows (one per tap of `taps`, `ld` apart) back
@@ -1904,14 +1906,16 @@ mod conv {
     ) {
         let sw = g.stride[1];
         if Plan::shifted(g) {
-            // (The caller has zeroed the wrapped entries: [`Plan::zero_wrapped`].)
             for (l, &tap) in taps.iter().enumerate() {
                 let row = &rows[l * ld..][..plan.t];
                 let (lo, hi, start) = plan.window(g, tap);
-                dxc[start..start + (hi - lo)]
-                    .iter_mut()
-                    .zip(&row[lo..hi])
-                    .for_each(|(d, &v)| *d += v);
+                let dst = dxc[start..start + (hi - lo)].iter_mut().zip(&row[lo..hi]);
+                match &plan.keep[tap % g.kw][..] {
+                    [] => dst.for_each(|(d, &v)| *d += v),
+                    keep => dst
+                        .zip(&keep[lo..hi])
+                        .for_each(|((d, &v), &k)| *d += f32::from_bits(v.to_bits() & k)),
+                }
             }
             return;
         }
@@ -1955,10 +1959,9 @@ mod conv {
     }
 
     /// Adds the im2col-shaped gradient `col` of `plan`'s tile (rows `ld` apart) back into `dx`
-    /// (`[C, H, W]`); `col` is scratch (its wrapped entries are zeroed).
-    fn col2im(g: &Geometry, plan: &Plan, col: &mut [f32], dx: &mut [f32], ld: usize) {
+    /// (`[C, H, W]`).
+    fn col2im(g: &Geometry, plan: &Plan, col: &[f32], dx: &mut [f32], ld: usize) {
         let (hw, k) = (g.h * g.w, g.kh * g.kw);
-        plan.zero_wrapped_rows(g, &plan.all, col, ld);
         for c in 0..g.c {
             col2im_channel(
                 g,
@@ -1987,6 +1990,55 @@ mod conv {
             return;
         }
         assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
+        if lhs.1 == 1 && rhs.2 == 1 && k >= DOT_DEPTH && m.min(n) <= 16 && m * n > 256 {
+            for m0 in (0..m).step_by(16) {
+                for n0 in (0..n).step_by(16) {
+                    let (mb, nb) = (16.min(m - m0), 16.min(n - n0));
+                    matmul(
+                        [mb, nb, k],
+                        (&mut dst[m0 * dst_rs + n0 * dst_cs..], dst_cs, dst_rs),
+                        accumulate,
+                        (&lhs.0[m0 * lhs.2..], lhs.1, lhs.2),
+                        (&rhs.0[n0 * rhs.1..], rhs.1, rhs.2),
+                        par,
+                    );
+                }
+            }
+            return;
+        }
+        // `gemm` copies its whole left operand into its packed layout when the operand's row
+        // count is not a multiple of the vector width, even when it is already column-major
+        // (seed 003's 14x14 maps: 196 output pixels): then the rows up to the last multiple
+        // run unpacked and the few left over as a product of their own.
+        let transposed = dst_cs < dst_rs;
+        let (rows, lhs_rs) = if transposed { (n, rhs.1) } else { (m, lhs.2) };
+        let lanes = gemm_lanes();
+        if lhs_rs == 1 && rows > lanes && rows % lanes != 0 {
+            let head = rows / lanes * lanes;
+            let (mut split, mut rest) = ([m, n, k], [m, n, k]);
+            let (dst_step, lhs_step, rhs_step) = match transposed {
+                true => {
+                    (split[1], rest[1]) = (head, n - head);
+                    (head * dst_cs, 0, head * rhs.1)
+                }
+                false => {
+                    (split[0], rest[0]) = (head, m - head);
+                    (head * dst_rs, head * lhs.2, 0)
+                }
+            };
+            matmul(
+                split,
+                (&mut *dst, dst_cs, dst_rs),
+                accumulate,
+                lhs,
+                rhs,
+                par,
+            );
+            let lhs = (&lhs.0[lhs_step..], lhs.1, lhs.2);
+            let rhs = (&rhs.0[rhs_step..], rhs.1, rhs.2);
+            let dst = (&mut dst[dst_step..], dst_cs, dst_rs);
+            return matmul(rest, dst, accumulate, lhs, rhs, par);
+        }
         // SAFETY: the operands are slices whose extents the callers size from the same
         // geometry (checked above for the destination); gemm reads lhs/rhs and writes dst only
         // inside the m x k, k x n and m x n index ranges given by the strides.
@@ -2013,6 +2065,17 @@ mod conv {
                 par,
             )
         }
+    }
+
+    const DOT_DEPTH: usize = 512;
+
+    /// The number of `f32` lanes of `gemm`'s vectors on this CPU.
+    fn gemm_lanes() -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 16;
+        }
+        8
     }
 
     /// The transpose `[cols, rows]` of the row-major `[rows, cols]` matrix `a`.
@@ -2246,7 +2309,6 @@ mod conv {
                     (&dyt, 1, np),
                     par,
                 );
-                b.plan.zero_wrapped_rows(&g, &b.taps, &mut dcol, np);
                 for (s, d) in dxg.chunks_mut(in_size).enumerate() {
                     for (c, dxc) in d.chunks_mut(hw).enumerate() {
                         let rows = &dcol[c * l * np + s * p..];
@@ -2391,11 +2453,12 @@ mod conv {
         let cache = inference && w.as_slice::<f32>().is_some();
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
-        match super::winograd::applies(&g) {
-            true => {
-                let u = super::winograd::weights(&w, &g, cache);
-                super::winograd::forward(xs, &u, ep, g)
-            }
+        if super::winograd::applies(&g) {
+            let u = super::winograd::weights(&w, &g, cache);
+            return super::winograd::forward(xs, &u, ep, g);
+        }
+        match super::direct::applies(&g) {
+            true => super::direct::forward(xs, ws, ep, g),
             false => forward_im2col(xs, ws, ep, g),
         }
     }
@@ -2565,11 +2628,21 @@ mod conv {
         );
         if need_x
             && !g.batched()
-            && (g.c_out <= g.c || super::winograd::applies(&g))
+            && (g.c_out <= g.c
+                || super::winograd::applies(&g)
+                || super::direct::applies_to_input_grad(&g))
             && let Some(dx) = input_grad_as_conv(&grad, ws, &g)
         {
             let (_, dw, db) = backward(&grad, &x, &w, g, [false, need_w, need_b]);
             return (Some(dx), dw, db);
+        }
+        if (need_w || need_b) && super::direct::applies(&g) {
+            let (dw, db) = super::direct::weight_grad(gs, xs, g, [need_w, need_b]);
+            let dx = match need_x {
+                true => backward(&grad, &x, &w, g, [true, false, false]).0,
+                false => None,
+            };
+            return (dx, dw, db);
         }
         if g.batched() {
             return backward_batched(gs, xs, ws, g, [need_x, need_w, need_b]);
@@ -2940,34 +3013,21 @@ mod tests {
     }
 }
 
-/// Per-layer timings of the convolutions of suite workload B (ResNet-18 at 32x32, batch 64):
-/// forward, and the backward's weight and input gradients apart (`cargo test --release -p
-/// convnet-kernels conv_timing -- --ignored --nocapture`).
+/// Per-layer timings of the convolutions of suite workloads A (seed 003's CNN at 28x28) and B
+/// (ResNet-18 at 32x32), batch 64: forward, and the backward's weight and input gradients
+/// apart (`cargo test --release -p convnet-kernels conv_timing -- --ignored --nocapture`).
 #[cfg(test)]
 mod conv_timing {
     use super::*;
 
-    #[test]
-    #[ignore = "timing, not a check"]
-    fn resnet18_32() {
-        // count, c, c_out, map in, kernel, stride, pad
-        let layers = [
-            (1, 3, 64, 32, 7, 2, 3),
-            (4, 64, 64, 8, 3, 1, 1),
-            (1, 64, 128, 8, 3, 2, 1),
-            (1, 64, 128, 8, 1, 2, 0),
-            (3, 128, 128, 4, 3, 1, 1),
-            (1, 128, 256, 4, 3, 2, 1),
-            (1, 128, 256, 4, 1, 2, 0),
-            (3, 256, 256, 2, 3, 1, 1),
-            (1, 256, 512, 2, 3, 2, 1),
-            (1, 256, 512, 2, 1, 2, 0),
-            (3, 512, 512, 1, 3, 1, 1),
-        ];
+    /// `(count, c, c_out, map, kernel, stride, pad)` per layer.
+    type Layer = (usize, usize, usize, usize, usize, usize, usize);
+
+    fn run(layers: &[Layer]) {
         let n = 64;
-        let mut total = [0f64; 3];
-        println!("count c c_out map k s: forward, dW, dX ms (each)");
-        for (count, c, c_out, h, k, s, p) in layers {
+        let mut total = [0f64; 4];
+        println!("count c c_out map k s: forward, dW, dX, both ms (each)");
+        for &(count, c, c_out, h, k, s, p) in layers {
             let x = tensor(vec![0.5; n * c * h * h], Shape::new([n, c, h, h]));
             let w = tensor(vec![0.25; c_out * c * k * k], Shape::new([c_out, c, k, k]));
             let g = Geometry::new(&x, &w, [s, s], [p; 4]);
@@ -2986,22 +3046,51 @@ mod conv_timing {
             let dx = median(9, || {
                 conv::backward(&gy, &x, &w, g, [true, false, false]);
             });
-            for (t, v) in total.iter_mut().zip([f, dw, dx]) {
+            let both = median(9, || {
+                conv::backward(&gy, &x, &w, g, [true, true, true]);
+            });
+            for (t, v) in total.iter_mut().zip([f, dw, dx, both]) {
                 *t += v * count as f64;
             }
             println!(
-                "{count} {c} {c_out} {h}x{h} {k} {s}: {:.2} {:.2} {:.2}",
+                "{count} {c} {c_out} {h}x{h} {k} {s}: {:.3} {:.3} {:.3} {:.3}",
                 f * 1e3,
                 dw * 1e3,
-                dx * 1e3
+                dx * 1e3,
+                both * 1e3
             );
         }
         println!(
-            "total: forward {:.1} ms, dW {:.1} ms, dX {:.1} ms",
+            "total: forward {:.2} ms, dW {:.2} ms, dX {:.2} ms, both {:.2} ms",
             total[0] * 1e3,
             total[1] * 1e3,
-            total[2] * 1e3
+            total[2] * 1e3,
+            total[3] * 1e3
         );
+    }
+
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn mnist_cnn() {
+        run(&[(1, 1, 16, 28, 5, 1, 2), (1, 16, 32, 14, 5, 1, 2)]);
+    }
+
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn resnet18_32() {
+        run(&[
+            (1, 3, 64, 32, 7, 2, 3),
+            (4, 64, 64, 8, 3, 1, 1),
+            (1, 64, 128, 8, 3, 2, 1),
+            (1, 64, 128, 8, 1, 2, 0),
+            (3, 128, 128, 4, 3, 1, 1),
+            (1, 128, 256, 4, 3, 2, 1),
+            (1, 128, 256, 4, 1, 2, 0),
+            (3, 256, 256, 2, 3, 1, 1),
+            (1, 256, 512, 2, 3, 2, 1),
+            (1, 256, 512, 2, 1, 2, 0),
+            (3, 512, 512, 1, 3, 1, 1),
+        ]);
     }
 }
 

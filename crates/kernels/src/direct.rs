@@ -1,0 +1,751 @@
+//! Direct convolution for stride-1 convolutions with few output channels (seed 003's CNN: 1 →
+//! 16 and 16 → 32 channels, 5x5): the output channels fill the vector lanes and each input
+//! value is broadcast to them, so there is no im2col matrix, no packing and no product thinner
+//! than `gemm`'s kernels (with 16 or 32 output channels, `gemm` ran these layers' weight
+//! gradients on one or two vectors per broadcast, and its 196-pixel maps left a 4-row tail).
+//! The weight gradient is the same loop with the pixels as its depth; the input gradient is a
+//! forward pass of the output gradient with the flipped kernel (`conv::input_grad_as_conv`).
+//! AVX-512 and AVX2 (+ FMA) only: elsewhere im2col is used.
+
+use super::conv::Scratch;
+use super::{Epilogue, FlexTensor, Geometry, Shape, tensor, zeroed_chunks};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// A vector of `f32` lanes of one instruction set; the methods are used only inside functions
+/// compiled for it.
+trait Lanes: Copy {
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(p: *const f32) -> Self;
+    /// `a * b + c`.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn store(self, p: *mut f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    pub(super) struct V16(__m512);
+
+    impl super::Lanes for V16 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { V16(_mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { V16(_mm512_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { V16(_mm512_set1_ps(*p)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { V16(_mm512_fmadd_ps(a.0, b.0, c.0)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    pub(super) struct V8(__m256);
+
+    impl super::Lanes for V8 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { V8(_mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { V8(_mm256_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { V8(_mm256_set1_ps(*p)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            unsafe { V8(_mm256_fmadd_ps(a.0, b.0, c.0)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+    }
+}
+
+/// Whether a convolution runs here: stride 1, a kernel 3 or 5 wide, at most 32 output channels,
+/// maps at least 4 wide, on a CPU with AVX-512 or AVX2, and samples enough for one per thread
+/// (the tasks are samples).
+pub(super) fn applies(g: &Geometry) -> bool {
+    super::simd_level() > 0
+        && g.stride == [1, 1]
+        && matches!(g.kw, 3 | 5)
+        && (1..=32).contains(&g.c_out)
+        && g.c > 0
+        && g.wo >= 4
+        && g.ho > 0
+        && g.n >= rayon::current_num_threads()
+}
+
+/// Whether the input gradient of `g`, computed as the forward convolution of the output
+/// gradient with the flipped kernel (`C_out` → `C` channels on the output's map), runs here.
+pub(super) fn applies_to_input_grad(g: &Geometry) -> bool {
+    let t = Geometry {
+        c: g.c_out,
+        c_out: g.c,
+        h: g.ho,
+        w: g.wo,
+        ho: g.h,
+        wo: g.w,
+        ..*g
+    };
+    applies(&t)
+}
+
+/// The blocking of one instruction set: output channels per block (`ov` vectors), output
+/// pixels per forward block, and `(c, i)` kernel rows per weight-gradient block.
+#[derive(Clone, Copy)]
+struct Plan {
+    level: u8,
+    ov: usize,
+    lanes: usize,
+}
+
+impl Plan {
+    /// The blocking for this CPU.
+    fn new(g: &Geometry) -> Self {
+        Self::for_level(g, super::simd_level())
+    }
+
+    /// The blocking for `level` (as [`super::simd_level`]: 2 AVX-512, 1 AVX2).
+    fn for_level(g: &Geometry, level: u8) -> Self {
+        let (level, lanes) = match level {
+            2 => (2, 16),
+            _ => (1, 8),
+        };
+        Plan {
+            level,
+            ov: if g.c_out <= lanes { 1 } else { 2 },
+            lanes,
+        }
+    }
+
+    /// Output channels per block.
+    fn ob(&self) -> usize {
+        self.ov * self.lanes
+    }
+
+    /// Blocks of output channels.
+    fn blocks(&self, g: &Geometry) -> usize {
+        g.c_out.div_ceil(self.ob())
+    }
+}
+
+/// The padded input's geometry: `[Hp, Wp]` with `Hp = ho + kh - 1` and `Wp = wo + kw - 1`.
+fn padded_dims(g: &Geometry) -> [usize; 2] {
+    [g.ho + g.kh - 1, g.wo + g.kw - 1]
+}
+
+/// Copies sample `x` (`[C, H, W]`) into `xp` (`[C, Hp, Wp]` then `slack` zeros), zeros in
+/// the padding: the blocks then read whole rows without bounds.
+fn pad_input(g: &Geometry, x: &[f32], xp: &mut [f32]) {
+    let [hp, wp] = padded_dims(g);
+    let [top, left] = g.pad;
+    xp.fill(0.0);
+    for (c, plane) in xp.chunks_mut(hp * wp).take(g.c).enumerate() {
+        for (y, row) in plane.chunks_mut(wp).enumerate() {
+            let Some(iy) = y.checked_sub(top).filter(|&iy| iy < g.h) else {
+                continue;
+            };
+            let src = &x[(c * g.h + iy) * g.w..][..g.w];
+            // Output column `ox` reads padded column `ox + j`, input column `ox + j - left`.
+            let x0 = left.min(wp);
+            let len = g.w.min(wp - x0);
+            row[x0..x0 + len].copy_from_slice(&src[..len]);
+        }
+    }
+}
+
+/// The weights `[C_out, C, kh, kw]` as `[block][C][kh][kw][ob]`, zeros past `C_out`.
+fn repack_weights(g: &Geometry, ws: &[f32], plan: &Plan) -> Vec<f32> {
+    let (ob, ck) = (plan.ob(), g.ck());
+    let mut w = vec![0f32; plan.blocks(g) * ck * ob];
+    for o in 0..g.c_out {
+        let (b, lane) = (o / ob, o % ob);
+        for (k, &v) in ws[o * ck..][..ck].iter().enumerate() {
+            w[(b * ck + k) * ob + lane] = v;
+        }
+    }
+    w
+}
+
+/// `out[x][lane] = Σ_{c,i,j} w[c][i][j][lane] · x[c][i][j + x]` for `XB` pixels of one
+/// output row and one block of `OV` vectors of output channels; `x` is the padded input at the
+/// block's first pixel, `w` the block's repacked weights.
+#[inline(always)]
+unsafe fn forward_block<V: Lanes, const XB: usize, const OV: usize>(
+    x: *const f32,
+    w: *const f32,
+    [c, kh, kw]: [usize; 3],
+    [plane, wp]: [usize; 2],
+    out: *mut f32,
+) {
+    unsafe {
+        let mut acc = [[V::zero(); OV]; XB];
+        let mut wk = w;
+        for ci in 0..c {
+            for i in 0..kh {
+                let row = x.add(ci * plane + i * wp);
+                for j in 0..kw {
+                    let mut wv = [V::zero(); OV];
+                    for (v, wv) in wv.iter_mut().enumerate() {
+                        *wv = V::load(wk.add(v * V::N));
+                    }
+                    wk = wk.add(OV * V::N);
+                    let r = row.add(j);
+                    for (xi, acc) in acc.iter_mut().enumerate() {
+                        let b = V::splat(r.add(xi));
+                        for (a, &wv) in acc.iter_mut().zip(&wv) {
+                            *a = V::fma(wv, b, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (xi, acc) in acc.iter().enumerate() {
+            for (v, a) in acc.iter().enumerate() {
+                a.store(out.add((xi * OV + v) * V::N));
+            }
+        }
+    }
+}
+
+/// One sample's output `y` (`[C_out, P]`, before the epilogue) from its padded input `xp`.
+#[inline(always)]
+unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    let [hp, wp] = padded_dims(g);
+    let (ob, ck, p) = (OV * V::N, g.ck(), g.p());
+    let mut tmp = [0f32; 512];
+    debug_assert!(XB * ob <= tmp.len());
+    for b in 0..g.c_out.div_ceil(ob) {
+        let wb = &w[b * ck * ob..][..ck * ob];
+        let (o0, o1) = (b * ob, ((b + 1) * ob).min(g.c_out));
+        for oy in 0..g.ho {
+            for x0 in (0..g.wo).step_by(XB) {
+                let at = oy * wp + x0;
+                // The padded input has `XB` values of slack after its last plane.
+                debug_assert!(
+                    at + (g.c - 1) * hp * wp + (g.kh - 1) * wp + g.kw - 1 + XB <= xp.len()
+                );
+                // SAFETY: the block reads `xp` up to the offset checked above and `wb` whole;
+                // `tmp` holds `XB * ob` values.
+                unsafe {
+                    forward_block::<V, XB, OV>(
+                        xp.as_ptr().add(at),
+                        wb.as_ptr(),
+                        [g.c, g.kh, g.kw],
+                        [hp * wp, wp],
+                        tmp.as_mut_ptr(),
+                    );
+                }
+                let xs = XB.min(g.wo - x0);
+                for o in o0..o1 {
+                    let dst = &mut y[o * p + oy * g.wo + x0..][..xs];
+                    for (xi, d) in dst.iter_mut().enumerate() {
+                        *d = tmp[xi * ob + o - o0];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`forward_sample`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn forward_sample_avx512<V: Lanes, const XB: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
+}
+
+/// Output pixels per forward block: the accumulators allow `full` (28 vectors on AVX-512, 12
+/// on AVX2), and half as many are taken where they waste fewer pixels past the row's end
+/// (ResNet's... 14-pixel rows with 16 channels: x2 on the input gradient of seed 003's CNN).
+fn pixels_per_block(plan: &Plan, wo: usize) -> usize {
+    let full = match plan.level {
+        2 => 28,
+        _ => 12,
+    } / plan.ov;
+    let computed = |xb: usize| wo.div_ceil(xb) * xb;
+    match computed(full / 2) < computed(full) {
+        true => full / 2,
+        false => full,
+    }
+}
+
+/// Runs [`forward_sample`] with the blocking of `plan`.
+fn forward_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], w: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86::{V8, V16};
+        // SAFETY: `plan.level` comes from `simd_level`: AVX-512 (F, BW, VL) for 2, AVX2 and
+        // FMA for 1.
+        unsafe {
+            match (plan.level, plan.ov, pixels_per_block(plan, g.wo)) {
+                (2, 1, 28) => forward_sample_avx512::<V16, 28, 1>(g, xp, w, y),
+                (2, 1, _) => forward_sample_avx512::<V16, 14, 1>(g, xp, w, y),
+                (2, _, 14) => forward_sample_avx512::<V16, 14, 2>(g, xp, w, y),
+                (2, _, _) => forward_sample_avx512::<V16, 7, 2>(g, xp, w, y),
+                (_, 1, 12) => forward_sample_avx2::<V8, 12, 1>(g, xp, w, y),
+                (_, 1, _) => forward_sample_avx2::<V8, 6, 1>(g, xp, w, y),
+                (_, _, 6) => forward_sample_avx2::<V8, 6, 2>(g, xp, w, y),
+                (_, _, _) => forward_sample_avx2::<V8, 3, 2>(g, xp, w, y),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (plan, g, xp, w, y);
+        unreachable!("`applies` is false without x86 SIMD");
+    }
+}
+
+/// [`forward_sample`] compiled for AVX2 alone.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
+}
+
+/// Slack after the padded input, for the reads of a block's last pixels past a row's end.
+const SLACK: usize = 32;
+
+/// The convolution's output, each row finished by `ep`; samples are parallel tasks.
+pub(super) fn forward(xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
+    forward_with(Plan::new(&g), xs, ws, ep, g)
+}
+
+/// [`forward`] with the blocking of `plan`.
+fn forward_with(plan: Plan, xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
+    let w = repack_weights(&g, ws, &plan);
+    let [hp, wp] = padded_dims(&g);
+    let (p, in_size) = (g.p(), g.c * g.h * g.w);
+    let sample = |(s, y): (usize, &mut [f32])| {
+        let mut xp = Scratch::new(g.c * hp * wp + SLACK);
+        pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
+        forward_dispatch(&plan, &g, &xp, &w, y);
+        for (o, row) in y.chunks_mut(p).enumerate() {
+            ep.apply(s, o, row);
+        }
+    };
+    let y = zeroed_chunks(g.n * g.c_out * p, g.c_out * p, true, sample);
+    tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
+}
+
+/// `acc[r][j][lane] += Σ_pixels dy[pixel][lane] · rows[r][pixel + j]` for `RB` kernel rows
+/// `(c, i)` (each given by where it starts in the padded input) and the `KW` taps of each,
+/// over the whole output map, for one block of `OV` vectors of output channels; `dy` is the
+/// output gradient pixel-major, `stride` values per pixel, at the block's first channel.
+#[inline(always)]
+unsafe fn weight_block<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
+    rows: [*const f32; RB],
+    dy: *const f32,
+    stride: usize,
+    [ho, wo, wp]: [usize; 3],
+    acc_io: *mut f32,
+) {
+    unsafe {
+        let mut acc = [[[V::zero(); OV]; KW]; RB];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = V::load(acc_io.add(((r * KW + j) * OV + v) * V::N));
+                }
+            }
+        }
+        for oy in 0..ho {
+            let dy_row = dy.add(oy * wo * stride);
+            for ox in 0..wo {
+                let mut d = [V::zero(); OV];
+                for (v, d) in d.iter_mut().enumerate() {
+                    *d = V::load(dy_row.add(ox * stride + v * V::N));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = rows[r].add(oy * wp + ox);
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        let b = V::splat(x.add(j));
+                        for (a, &d) in acc.iter_mut().zip(&d) {
+                            *a = V::fma(d, b, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (j, acc) in acc.iter().enumerate() {
+                for (v, a) in acc.iter().enumerate() {
+                    a.store(acc_io.add(((r * KW + j) * OV + v) * V::N));
+                }
+            }
+        }
+    }
+}
+
+/// Adds one sample's weight-gradient products to `acc` (`[block][C·kh + RB][kw][ob]`, the
+/// last `RB` rows of each block spare): `xp` is its padded input, `dyt` its output gradient
+/// pixel-major (`[P][blocks · ob]`).
+#[inline(always)]
+unsafe fn weight_sample<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    dyt: &[f32],
+    acc: &mut [f32],
+) {
+    let [hp, wp] = padded_dims(g);
+    let ob = OV * V::N;
+    let (nb, rows) = (g.c_out.div_ceil(ob), g.c * g.kh);
+    let block = (rows + RB) * KW * ob;
+    // (The caller sized `acc` from `rows_per_block`, which must agree with the dispatch.)
+    assert!(acc.len() == nb * block && dyt.len() >= g.p() * nb * ob);
+    for b in 0..nb {
+        for r0 in (0..rows).step_by(RB) {
+            // Rows past the last read the last one again, into the spare rows.
+            let starts: [*const f32; RB] = std::array::from_fn(|k| {
+                let r = (r0 + k).min(rows - 1);
+                let (c, i) = (r / g.kh, r % g.kh);
+                // SAFETY: within `xp`: a block reads up to `(ho - 1 + i) * wp + wo - 1 + j`
+                // past its row's start, inside the plane.
+                unsafe { xp.as_ptr().add(c * hp * wp + i * wp) }
+            });
+            // SAFETY: `starts` as above; `dyt` holds `P` pixels of `nb * ob` values and the
+            // block reads `ob` of them from `b * ob`; `acc` holds the block's `RB` rows from
+            // `r0` (spare rows included).
+            unsafe {
+                weight_block::<V, RB, KW, OV>(
+                    starts,
+                    dyt.as_ptr().add(b * ob),
+                    nb * ob,
+                    [g.ho, g.wo, wp],
+                    acc.as_mut_ptr().add(b * block + r0 * KW * ob),
+                );
+            }
+        }
+    }
+}
+
+/// [`weight_sample`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn weight_sample_avx512<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    dyt: &[f32],
+    acc: &mut [f32],
+) {
+    unsafe { weight_sample::<V, RB, KW, OV>(g, xp, dyt, acc) }
+}
+
+/// [`weight_sample`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_sample_avx2<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    dyt: &[f32],
+    acc: &mut [f32],
+) {
+    unsafe { weight_sample::<V, RB, KW, OV>(g, xp, dyt, acc) }
+}
+
+/// Kernel rows per weight-gradient block: as many as the accumulators allow.
+fn rows_per_block(plan: &Plan, kw: usize) -> usize {
+    match (plan.level, kw, plan.ov) {
+        (2, 5, 1) => 5,
+        (2, 5, _) => 2,
+        (2, _, 1) => 9,
+        (2, _, _) => 4,
+        (_, 5, 1) => 2,
+        (_, 5, _) => 1,
+        (_, _, 1) => 4,
+        (_, _, _) => 2,
+    }
+}
+
+/// Runs [`weight_sample`] with the blocking of `plan`.
+fn weight_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], dyt: &[f32], acc: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86::{V8, V16};
+        // SAFETY: as in `forward_dispatch`.
+        unsafe {
+            match (plan.level, g.kw, plan.ov) {
+                (2, 5, 1) => weight_sample_avx512::<V16, 5, 5, 1>(g, xp, dyt, acc),
+                (2, 5, _) => weight_sample_avx512::<V16, 2, 5, 2>(g, xp, dyt, acc),
+                (2, _, 1) => weight_sample_avx512::<V16, 9, 3, 1>(g, xp, dyt, acc),
+                (2, _, _) => weight_sample_avx512::<V16, 4, 3, 2>(g, xp, dyt, acc),
+                (_, 5, 1) => weight_sample_avx2::<V8, 2, 5, 1>(g, xp, dyt, acc),
+                (_, 5, _) => weight_sample_avx2::<V8, 1, 5, 2>(g, xp, dyt, acc),
+                (_, _, 1) => weight_sample_avx2::<V8, 4, 3, 1>(g, xp, dyt, acc),
+                (_, _, _) => weight_sample_avx2::<V8, 2, 3, 2>(g, xp, dyt, acc),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (plan, g, xp, dyt, acc);
+        unreachable!("`applies` is false without x86 SIMD");
+    }
+}
+
+/// The weight and bias gradients, each where `need` says so: samples in parallel chunks, each
+/// with its own sums, added together at the end.
+pub(super) fn weight_grad(
+    gs: &[f32],
+    xs: &[f32],
+    g: Geometry,
+    need: [bool; 2],
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    weight_grad_with(Plan::new(&g), gs, xs, g, need)
+}
+
+/// [`weight_grad`] with the blocking of `plan`.
+fn weight_grad_with(
+    plan: Plan,
+    gs: &[f32],
+    xs: &[f32],
+    g: Geometry,
+    [need_w, need_b]: [bool; 2],
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let (ob, nb) = (plan.ob(), plan.blocks(&g));
+    let rb = rows_per_block(&plan, g.kw);
+    let rows = g.c * g.kh;
+    let block = (rows + rb) * g.kw * ob;
+    let [hp, wp] = padded_dims(&g);
+    let (p, in_size, out_size) = (g.p(), g.c * g.h * g.w, g.c_out * g.p());
+    let sums = |range: Range<usize>| -> (Vec<f32>, Vec<f64>) {
+        let mut acc = vec![0f32; if need_w { nb * block } else { 0 }];
+        let mut db = vec![0f64; g.c_out];
+        let mut xp = Scratch::new(if need_w { g.c * hp * wp + SLACK } else { 0 });
+        let mut dyt = Scratch::new(if need_w { p * nb * ob } else { 0 });
+        for s in range {
+            let gn = &gs[s * out_size..][..out_size];
+            if need_b {
+                for (o, row) in gn.chunks(p).enumerate() {
+                    db[o] += super::row_sum(row) as f64;
+                }
+            }
+            if need_w {
+                pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
+                transpose_into(gn, g.c_out, p, &mut dyt, nb * ob);
+                weight_dispatch(&plan, &g, &xp, &dyt, &mut acc);
+            }
+        }
+        (acc, db)
+    };
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = g.n.div_ceil(threads).max(1);
+    let (acc, db) = (0..g.n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|t| sums(t * chunk..((t + 1) * chunk).min(g.n)))
+        .reduce_with(|(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
+            b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
+            (a, b)
+        })
+        .unwrap_or_else(|| sums(0..0));
+    let dw = need_w.then(|| {
+        let ck = g.ck();
+        let k = g.kh * g.kw;
+        let mut dw = vec![0f32; g.c_out * ck];
+        for (o, dwo) in dw.chunks_mut(ck).enumerate() {
+            let (b, lane) = (o / ob, o % ob);
+            for (r, taps) in dwo.chunks_mut(g.kw).enumerate() {
+                for (j, d) in taps.iter_mut().enumerate() {
+                    *d = acc[b * block + ((r * g.kw + j) * ob) + lane];
+                }
+            }
+            debug_assert_eq!(dwo.len(), g.c * k);
+        }
+        tensor(dw, Shape::new([g.c_out, g.c, g.kh, g.kw]))
+    });
+    let db = need_b.then(|| {
+        let db = db.into_iter().map(|v| v as f32).collect();
+        tensor(db, Shape::new([g.c_out]))
+    });
+    (dw, db)
+}
+
+/// `dst[p][o] = src[o][p]` for `rows` rows `o` of `cols` values, `dst` rows `stride` long
+/// (the values past `rows` are zeroed), in blocks of 16 rows and 16 columns that the
+/// compiler turns into vector shuffles.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], stride: usize) {
+    const B: usize = 16;
+    if rows < stride {
+        dst.fill(0.0);
+    }
+    for o0 in (0..rows).step_by(B) {
+        let ob = B.min(rows - o0);
+        for p0 in (0..cols).step_by(B) {
+            let pb = B.min(cols - p0);
+            if ob == B && pb == B {
+                let mut t = [[0f32; B]; B];
+                for (o, t) in t.iter_mut().enumerate() {
+                    t.copy_from_slice(&src[(o0 + o) * cols + p0..][..B]);
+                }
+                for p in 0..B {
+                    let d = &mut dst[(p0 + p) * stride + o0..][..B];
+                    for (o, d) in d.iter_mut().enumerate() {
+                        *d = t[o][p];
+                    }
+                }
+            } else {
+                for o in 0..ob {
+                    for p in 0..pb {
+                        dst[(p0 + p) * stride + o0 + o] = src[(o0 + o) * cols + p0 + p];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// The convolution `[N, C_out, P]` and its weight gradient `[C_out, C, kh, kw]` for the
+    /// output gradient `gy`, by their definitions, in f64.
+    fn reference(xs: &[f32], ws: &[f32], gy: &[f32], g: &Geometry) -> (Vec<f64>, Vec<f64>) {
+        let mut y = vec![0f64; g.n * g.c_out * g.p()];
+        let mut dw = vec![0f64; g.c_out * g.ck()];
+        for s in 0..g.n {
+            for o in 0..g.c_out {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        let q = (s * g.c_out + o) * g.p() + oy * g.wo + ox;
+                        for c in 0..g.c {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let iy = (oy + i).wrapping_sub(g.pad[0]);
+                                    let ix = (ox + j).wrapping_sub(g.pad[1]);
+                                    if iy >= g.h || ix >= g.w {
+                                        continue;
+                                    }
+                                    let xv = xs[((s * g.c + c) * g.h + iy) * g.w + ix] as f64;
+                                    let k = (c * g.kh + i) * g.kw + j;
+                                    y[q] += ws[o * g.ck() + k] as f64 * xv;
+                                    dw[o * g.ck() + k] += gy[q] as f64 * xv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dw)
+    }
+
+    fn assert_close(ours: &[f32], reference: &[f64], what: &str) {
+        assert_eq!(ours.len(), reference.len(), "{what}");
+        let scale = reference.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
+            assert!(
+                (a as f64 - b).abs() <= 1e-5 * scale,
+                "{what}: value {i} is {a}, should be {b}"
+            );
+        }
+    }
+
+    /// Forward, weight and bias gradients against their definitions, on both instruction
+    /// sets this CPU has: one and several channel blocks, rows shorter and longer than a
+    /// block, asymmetric and no padding, 3 and 5 wide kernels.
+    #[test]
+    fn matches_the_definition() {
+        let levels: Vec<u8> = [1, 2]
+            .into_iter()
+            .filter(|&l| super::super::simd_level() >= l)
+            .collect();
+        // n, c, c_out, h, w, kh, kw, padding [top, left, bottom, right]
+        let cases = [
+            (2, 1, 16, 28, 28, 5, 5, [2, 2, 2, 2]),
+            (2, 16, 32, 14, 14, 5, 5, [2, 2, 2, 2]),
+            (3, 3, 5, 9, 7, 3, 3, [1, 1, 1, 1]),
+            (2, 4, 20, 6, 11, 3, 3, [0, 1, 2, 0]),
+            (2, 2, 17, 5, 30, 4, 5, [0, 0, 0, 0]),
+            (2, 3, 9, 8, 4, 2, 3, [1, 1, 0, 1]),
+        ];
+        for (n, c, c_out, h, w, kh, kw, pad) in cases {
+            let x = tensor(values(n * c * h * w, 1), Shape::new([n, c, h, w]));
+            let wt = tensor(
+                values(c_out * c * kh * kw, 2),
+                Shape::new([c_out, c, kh, kw]),
+            );
+            let g = Geometry::new(&x, &wt, [1, 1], pad);
+            let gy = values(g.n * g.c_out * g.p(), 3);
+            let (xs, ws) = (x.as_slice::<f32>().unwrap(), wt.as_slice::<f32>().unwrap());
+            let (y_ref, dw_ref) = reference(xs, ws, &gy, &g);
+            let db_ref: Vec<f64> = (0..c_out)
+                .map(|o| {
+                    (0..n)
+                        .flat_map(|s| &gy[(s * c_out + o) * g.p()..][..g.p()])
+                        .map(|&v| v as f64)
+                        .sum()
+                })
+                .collect();
+            let zeros = vec![0f32; c_out];
+            for &level in &levels {
+                let plan = Plan::for_level(&g, level);
+                let what = format!("{:?} at level {level}", (n, c, c_out, h, w, kh, kw, pad));
+                let y = forward_with(plan, xs, ws, &Epilogue::bias(&zeros), g);
+                assert_close(
+                    y.as_slice::<f32>().unwrap(),
+                    &y_ref,
+                    &format!("forward {what}"),
+                );
+                let (dw, db) = weight_grad_with(plan, &gy, xs, g, [true, true]);
+                let dw = dw.unwrap();
+                assert_close(
+                    dw.as_slice::<f32>().unwrap(),
+                    &dw_ref,
+                    &format!("dW {what}"),
+                );
+                let db = db.unwrap();
+                assert_close(
+                    db.as_slice::<f32>().unwrap(),
+                    &db_ref,
+                    &format!("db {what}"),
+                );
+            }
+        }
+    }
+}
