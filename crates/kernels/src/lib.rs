@@ -3040,6 +3040,13 @@ mod conv_timing {
         run(&[(1, 1, 16, 28, 5, 1, 2), (1, 16, 32, 14, 5, 1, 2)]);
     }
 
+    /// The default model's (`small-cnn`, workload E) convolutions.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn small_cnn() {
+        run(&[(1, 1, 32, 28, 3, 1, 1), (1, 32, 64, 14, 3, 1, 1)]);
+    }
+
     #[test]
     #[ignore = "timing, not a check"]
     fn resnet18_32() {
