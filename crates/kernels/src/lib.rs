@@ -2430,6 +2430,10 @@ mod conv {
 
     /// [`forward`] as im2col and `gemm` products, for any geometry.
     pub(super) fn forward_im2col(xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
+        let threads = rayon::current_num_threads();
+        if g.n < threads && g.c_out >= g.p() {
+            return forward_split_out(xs, ws, ep, g, threads);
+        }
         if g.batched() {
             return forward_batched(xs, ws, ep, g);
         }
@@ -2468,6 +2472,52 @@ mod conv {
             }
         };
         let y = zeroed_chunks(g.n * g.c_out * p, g.c_out * p, split, sample);
+        tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
+    }
+
+    /// Forward for batches smaller than the thread count whose weights outweigh the map
+    /// (`C_out >= P`: ResNet-50's last two stages at batch 1), one sample at a time: its im2col
+    /// matrix built once (channels in parallel), then the output channels cut into one block
+    /// per thread, each a single-threaded product straight into its rows of the output, so
+    /// that each thread streams only its share of the weights.
+    fn forward_split_out(
+        xs: &[f32],
+        ws: &[f32],
+        ep: &Epilogue,
+        g: Geometry,
+        threads: usize,
+    ) -> FlexTensor {
+        let (ck, p, in_size) = (g.ck(), g.p(), g.c * g.h * g.w);
+        let plan = Plan::new(&g, 0, p);
+        let rows = g.c_out.div_ceil(threads).next_multiple_of(16).min(g.c_out);
+        let len = g.n * g.c_out * p;
+        let mut y = vec![0f32; len];
+        let mut col = Scratch::new(if g.identity_col() { 0 } else { ck * p });
+        for (s, ys) in y.chunks_mut(g.c_out * p).enumerate() {
+            let xn = &xs[s * in_size..(s + 1) * in_size];
+            let rhs: &[f32] = match g.identity_col() {
+                true => xn,
+                false => {
+                    im2col(&g, &plan, xn, &mut col, p, true);
+                    &col
+                }
+            };
+            ys.par_chunks_mut(rows * p).enumerate().for_each(|(b, yb)| {
+                let o0 = b * rows;
+                let m = yb.len() / p;
+                matmul(
+                    [m, p, ck],
+                    (yb, 1, p),
+                    false,
+                    (&ws[o0 * ck..], 1, ck),
+                    (rhs, 1, p),
+                    Parallelism::None,
+                );
+                for (o, row) in yb.chunks_mut(p).enumerate() {
+                    ep.apply(s, o0 + o, row);
+                }
+            });
+        }
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
     }
 
@@ -3032,6 +3082,54 @@ mod conv_timing {
             total[2] * 1e3,
             total[3] * 1e3
         );
+    }
+
+    /// ResNet-50's convolutions at 224x224, inference at batch 1 (workload C1): forward
+    /// time and GFLOP/s per layer shape.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn resnet50_batch1() {
+        let layers: [Layer; 21] = [
+            (1, 3, 64, 224, 7, 2, 3),
+            (1, 64, 64, 56, 1, 1, 0),
+            (3, 64, 64, 56, 3, 1, 1),
+            (4, 64, 256, 56, 1, 1, 0),
+            (2, 256, 64, 56, 1, 1, 0),
+            (1, 256, 128, 56, 1, 1, 0),
+            (1, 128, 128, 56, 3, 2, 1),
+            (4, 128, 512, 28, 1, 1, 0),
+            (1, 256, 512, 56, 1, 2, 0),
+            (3, 512, 128, 28, 1, 1, 0),
+            (3, 128, 128, 28, 3, 1, 1),
+            (1, 512, 256, 28, 1, 1, 0),
+            (1, 256, 256, 28, 3, 2, 1),
+            (6, 256, 1024, 14, 1, 1, 0),
+            (1, 512, 1024, 28, 1, 2, 0),
+            (5, 1024, 256, 14, 1, 1, 0),
+            (5, 256, 256, 14, 3, 1, 1),
+            (1, 1024, 512, 14, 1, 1, 0),
+            (1, 512, 512, 14, 3, 2, 1),
+            (4, 512, 2048, 7, 1, 1, 0),
+            (2, 2048, 512, 7, 1, 1, 0),
+        ];
+        let mut total = 0.0;
+        for (count, c, c_out, h, k, s, p) in layers {
+            let x = tensor(vec![0.5; c * h * h], Shape::new([1, c, h, h]));
+            let w = tensor(vec![0.25; c_out * c * k * k], Shape::new([c_out, c, k, k]));
+            let g = Geometry::new(&x, &w, [s, s], [p; 4]);
+            let zeros = vec![0f32; c_out];
+            let ep = Epilogue::bias(&zeros);
+            let f = median(15, || {
+                conv::forward(&x, &w, &ep, g, true);
+            });
+            total += f * count as f64;
+            let gflops = 2.0 * (g.p() * g.c_out * g.ck()) as f64 / f / 1e9;
+            println!(
+                "{count} {c} {c_out} {h}x{h} {k} {s}: {:.3} ms, {gflops:.0} GFLOP/s",
+                f * 1e3
+            );
+        }
+        println!("total {:.2} ms", total * 1e3);
     }
 
     #[test]

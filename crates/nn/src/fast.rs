@@ -464,6 +464,11 @@ mod tests {
             (3, 4, 2, [2, 3], 1, (0, 1, 1, 0), false, [12, 9]),
             // One sample on more than 64 pixels: its tiles shared among the threads.
             (1, 4, 6, [1, 1], 1, (0, 0, 0, 0), true, [12, 10]),
+            // One sample with more output channels than pixels: the channels shared among
+            // the threads (3x3, 3x3 stride 2, 1x1).
+            (1, 5, 24, [3, 3], 1, (1, 1, 1, 1), true, [3, 4]),
+            (1, 6, 20, [3, 3], 2, (1, 1, 1, 1), false, [7, 7]),
+            (1, 8, 40, [1, 1], 1, (0, 0, 0, 0), true, [5, 6]),
             (1, 2, 3, [3, 3], 2, (1, 1, 1, 1), false, [31, 29]),
             // Stride 1 with rows as wide as the input's (im2col as shifted copies): padding
             // all on one side, more than the kernel's reach, and a 5x5 on a map 4 wide; on
