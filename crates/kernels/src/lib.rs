@@ -12,8 +12,9 @@
 //!   `dx = k1 * dy + k2 * x + k3`). Burn's default composes ~15 tensor ops with three
 //!   `swap_dims` copies.
 //! - Convolution: im2col tiles and `gemm` products (module `conv`), with the 3x3 stride-1 layers
-//!   of 64 channels or more as Winograd F(2x2, 3x3) (module `winograd`), the epilogue (bias or
-//!   folded batch norm, residual, ReLU) applied to each output row in the same pass.
+//!   of 64 channels or more as Winograd F(2x2, 3x3) (module `winograd`) and the stride-1 layers
+//!   with at most 32 output channels as a direct convolution (module `direct`), the epilogue
+//!   (bias or folded batch norm, residual, ReLU) applied to each output row in the same pass.
 
 use std::sync::Arc;
 
@@ -2595,8 +2596,8 @@ mod conv {
     /// above 8x8 where `C_out <= C` (its im2col of `dY` is then no larger than `Wᵀ · dY`):
     /// ResNet-20's step at 28x28 x1.03-1.06. On the small maps of sample groups it made
     /// ResNet-18 at 32x32 slower (x0.90), and with `C_out = 2 C` (seed 003's CNN) x0.97 as
-    /// im2col; so there it is used only when the flipped 3x3 convolution runs as Winograd
-    /// (2.25x fewer products).
+    /// im2col; so there it is used only when the flipped convolution runs as Winograd (2.25x
+    /// fewer products) or as the direct kernel (seed 003's CNN: no im2col, no col2im).
     fn input_grad_as_conv(grad: &FlexTensor, ws: &[f32], g: &Geometry) -> Option<FlexTensor> {
         if g.stride != [1, 1] || g.c == 0 || g.ho == 0 || g.wo == 0 {
             return None;
