@@ -1804,15 +1804,30 @@ mod conv {
         /// the channel and the others fall above or below it.
         fn window(&self, g: &Geometry, tap: usize) -> (usize, usize, usize) {
             let (hw, t) = ((g.h * g.w) as isize, self.t as isize);
-            let shift = self.p0 as isize
-                + ((tap / g.kw) as isize - g.pad[0] as isize) * g.w as isize
-                + (tap % g.kw) as isize
-                - g.pad[1] as isize;
+            let shift = self.shift(g, tap);
             let lo = (-shift).clamp(0, t);
             let hi = (hw - shift).clamp(lo, t);
             // (An empty window starts at 0, so that its empty slice stays in bounds.)
             let start = if hi > lo { lo + shift } else { 0 };
             (lo as usize, hi as usize, start as usize)
+        }
+
+        /// For a [`Self::shifted`] convolution, where tap `tap` reads the tile's first pixel,
+        /// relative to the channel's start (negative above it).
+        fn shift(&self, g: &Geometry, tap: usize) -> isize {
+            self.p0 as isize
+                + ((tap / g.kw) as isize - g.pad[0] as isize) * g.w as isize
+                + (tap % g.kw) as isize
+                - g.pad[1] as isize
+        }
+
+        /// For a [`Self::shifted`] convolution, a channel with zeros around it such that
+        /// every tap's window over the tile is inside: `(lead, len)`, the channel at `lead`
+        /// in a buffer of `len` values.
+        fn padded(&self, g: &Geometry) -> (usize, usize) {
+            let lead = g.pad[0] * g.w + g.pad[1];
+            let last = self.shift(g, g.kh * g.kw - 1) + self.t as isize;
+            (lead, lead + (g.h * g.w).max(last.max(0) as usize))
         }
 
         /// The tiles of `tile` output pixels of a per-sample convolution, `(p0, t, plan)`:
@@ -1893,6 +1908,36 @@ mod conv {
                         .zip(src[first..].iter().step_by(sw))
                         .for_each(|(o, &v)| *o = v),
                 }
+            }
+        }
+    }
+    }
+
+    wide_fn! {
+    /// [`im2col_channel`] for a [`Plan::shifted`] convolution from the channel with zeros
+    /// around it (`xpad`, the channel at `lead`: [`Plan::padded`]): each row is one masked
+    /// copy, with no zero fills at its ends (on ResNet-18's 8x8 to 1x1 maps, rows of 64 to 1
+    /// values, the fills' `memset` calls and the window arithmetic outweighed the copies).
+    fn im2col_padded(
+        g: &Geometry,
+        plan: &Plan,
+        taps: &[usize],
+        xpad: (&[f32], usize),
+        rows: &mut [f32],
+        ld: usize,
+    ) {
+        let (xpad, lead) = xpad;
+        for (l, &tap) in taps.iter().enumerate() {
+            let row = &mut rows[l * ld..][..plan.t];
+            let start = (lead as isize + plan.shift(g, tap)) as usize;
+            let src = &xpad[start..start + plan.t];
+            match &plan.keep[tap % g.kw][..] {
+                [] => row.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+                keep => row
+                    .iter_mut()
+                    .zip(src)
+                    .zip(keep)
+                    .for_each(|((d, &v), &k)| *d = f32::from_bits(v.to_bits() & k)),
             }
         }
     }
@@ -2169,7 +2214,17 @@ mod conv {
             let (p, hw, l) = (g.p(), g.h * g.w, self.taps.len());
             let np = ns * p;
             let mut col = Scratch::new(self.rows(g) * np);
-            if !col.is_empty() {
+            if !col.is_empty() && Plan::shifted(g) {
+                let (lead, len) = self.plan.padded(g);
+                let mut xpad = vec![0f32; len];
+                for (c, rows) in col.chunks_mut(l * np).enumerate() {
+                    for s in 0..ns {
+                        xpad[lead..lead + hw].copy_from_slice(&xs[(s * g.c + c) * hw..][..hw]);
+                        let xpad = (&xpad[..], lead);
+                        im2col_padded(g, &self.plan, &self.taps, xpad, &mut rows[s * p..], np);
+                    }
+                }
+            } else if !col.is_empty() {
                 for (c, rows) in col.chunks_mut(l * np).enumerate() {
                     for s in 0..ns {
                         let xc = &xs[(s * g.c + c) * hw..][..hw];
