@@ -1944,6 +1944,32 @@ mod conv {
     }
 
     wide_fn! {
+    /// The inverse of [`im2col_padded`]: adds each tap's gradient row, masked, into the
+    /// channel's zero-padded gradient `dxpad` (the channel at `lead`).
+    fn col2im_padded(
+        g: &Geometry,
+        plan: &Plan,
+        taps: &[usize],
+        rows: &[f32],
+        dxpad: &mut [f32],
+        lead: usize,
+        ld: usize,
+    ) {
+        for (l, &tap) in taps.iter().enumerate() {
+            let row = &rows[l * ld..][..plan.t];
+            let start = (lead as isize + plan.shift(g, tap)) as usize;
+            let dst = dxpad[start..start + plan.t].iter_mut().zip(row);
+            match &plan.keep[tap % g.kw][..] {
+                [] => dst.for_each(|(d, &v)| *d += v),
+                keep => dst
+                    .zip(keep)
+                    .for_each(|((d, &v), &k)| *d += f32::from_bits(v.to_bits() & k)),
+            }
+        }
+    }
+    }
+
+    wide_fn! {
     /// Adds one channel's im2col-shaped gradient rows (one per tap of `taps`, `ld` apart) back
     /// into `dxc` (`[H, W]`).
     fn col2im_channel(
@@ -2334,10 +2360,19 @@ mod conv {
                     (&dyt, 1, np),
                     par,
                 );
+                let (lead, len) = b.plan.padded(&g);
+                let mut dxpad = vec![0f32; if Plan::shifted(&g) { len } else { 0 }];
                 for (s, d) in dxg.chunks_mut(in_size).enumerate() {
                     for (c, dxc) in d.chunks_mut(hw).enumerate() {
                         let rows = &dcol[c * l * np + s * p..];
-                        col2im_channel(&g, &b.plan, &b.taps, rows, dxc, np);
+                        match Plan::shifted(&g) {
+                            true => {
+                                col2im_padded(&g, &b.plan, &b.taps, rows, &mut dxpad, lead, np);
+                                dxc.copy_from_slice(&dxpad[lead..lead + hw]);
+                                dxpad.fill(0.0);
+                            }
+                            false => col2im_channel(&g, &b.plan, &b.taps, rows, dxc, np),
+                        }
                     }
                 }
             }
