@@ -28,59 +28,40 @@ trait Lanes: Copy {
 mod x86 {
     use std::arch::x86_64::*;
 
-    #[derive(Clone, Copy)]
-    pub(super) struct V16(__m512);
+    /// A [`super::Lanes`] type over one x86 vector type and its intrinsics.
+    macro_rules! lanes {
+        ($name:ident($v:ty, $n:literal): $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+            #[derive(Clone, Copy)]
+            pub(super) struct $name($v);
 
-    impl super::Lanes for V16 {
-        const N: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { V16(_mm512_setzero_ps()) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { V16(_mm512_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn splat(p: *const f32) -> Self {
-            unsafe { V16(_mm512_set1_ps(*p)) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            unsafe { V16(_mm512_fmadd_ps(a.0, b.0, c.0)) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self.0) }
-        }
+            impl super::Lanes for $name {
+                const N: usize = $n;
+                #[inline(always)]
+                unsafe fn zero() -> Self {
+                    unsafe { $name($zero()) }
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    unsafe { $name($load(p)) }
+                }
+                #[inline(always)]
+                unsafe fn splat(p: *const f32) -> Self {
+                    unsafe { $name($set1(*p)) }
+                }
+                #[inline(always)]
+                unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+                    unsafe { $name($fma(a.0, b.0, c.0)) }
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    unsafe { $store(p, self.0) }
+                }
+            }
+        };
     }
 
-    #[derive(Clone, Copy)]
-    pub(super) struct V8(__m256);
-
-    impl super::Lanes for V8 {
-        const N: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            unsafe { V8(_mm256_setzero_ps()) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { V8(_mm256_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn splat(p: *const f32) -> Self {
-            unsafe { V8(_mm256_set1_ps(*p)) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            unsafe { V8(_mm256_fmadd_ps(a.0, b.0, c.0)) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm256_storeu_ps(p, self.0) }
-        }
-    }
+    lanes!(V16(__m512, 16): _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
+    lanes!(V8(__m256, 8): _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
 }
 
 /// Whether a convolution runs here: stride 1, a kernel 3 or 5 wide, at most 32 output channels,
@@ -287,9 +268,22 @@ unsafe fn forward_sample_avx512<V: Lanes, const XB: usize, const OV: usize>(
     unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
 }
 
+/// [`forward_sample`] compiled for AVX2 alone.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize>(
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
+}
+
 /// Output pixels per forward block: the accumulators allow `full` (28 vectors on AVX-512, 12
 /// on AVX2), and half as many are taken where they waste fewer pixels past the row's end
-/// (ResNet's... 14-pixel rows with 16 channels: x2 on the input gradient of seed 003's CNN).
+/// (blocks of 28 on the 14-pixel rows of seed 003's input gradient computed twice its
+/// pixels: its step x1.19 with blocks of 14).
 fn pixels_per_block(plan: &Plan, wo: usize) -> usize {
     let full = match plan.level {
         2 => 28,
@@ -327,18 +321,6 @@ fn forward_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], w: &[f32], y: &mut [f
         let _ = (plan, g, xp, w, y);
         unreachable!("`applies` is false without x86 SIMD");
     }
-}
-
-/// [`forward_sample`] compiled for AVX2 alone.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize>(
-    g: &Geometry,
-    xp: &[f32],
-    w: &[f32],
-    y: &mut [f32],
-) {
-    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
 }
 
 /// Slack after the padded input, for the reads of a block's last pixels past a row's end.
