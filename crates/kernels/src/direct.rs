@@ -22,6 +22,10 @@ trait Lanes: Copy {
     /// `a * b + c`.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn store(self, p: *mut f32);
+    /// Lanes `0..n` (`n <= N`) read from `p`, `p + stride`, …; the others zero.
+    unsafe fn gather(p: *const f32, stride: usize, n: usize) -> Self;
+    /// Lanes `0..n` (`n <= N`) stored to `p..p + n`.
+    unsafe fn store_n(self, p: *mut f32, n: usize);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -30,7 +34,9 @@ mod x86 {
 
     /// A [`super::Lanes`] type over one x86 vector type and its intrinsics.
     macro_rules! lanes {
-        ($name:ident($v:ty, $n:literal): $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+        ($name:ident($v:ty, $n:literal):
+            $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident,
+            $gather:ident, $store_n:ident) => {
             #[derive(Clone, Copy)]
             pub(super) struct $name($v);
 
@@ -56,12 +62,68 @@ mod x86 {
                 unsafe fn store(self, p: *mut f32) {
                     unsafe { $store(p, self.0) }
                 }
+                #[inline(always)]
+                unsafe fn gather(p: *const f32, stride: usize, n: usize) -> Self {
+                    unsafe { $name($gather(p, stride, n)) }
+                }
+                #[inline(always)]
+                unsafe fn store_n(self, p: *mut f32, n: usize) {
+                    unsafe { $store_n(p, self.0, n) }
+                }
             }
         };
     }
 
-    lanes!(V16(__m512, 16): _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
-    lanes!(V8(__m256, 8): _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+    /// The first `n` of 16 lanes.
+    #[inline(always)]
+    unsafe fn lane_mask16(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// The first `n` of 8 lanes.
+    #[inline(always)]
+    unsafe fn lane_mask8(n: usize) -> __m256i {
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gather16(p: *const f32, stride: usize, n: usize) -> __m512 {
+        unsafe {
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32));
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lane_mask16(n), idx, p)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gather8(p: *const f32, stride: usize, n: usize) -> __m256 {
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(stride as i32));
+            let mask = _mm256_castsi256_ps(lane_mask8(n));
+            _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), p, idx, mask)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_n16(p: *mut f32, v: __m512, n: usize) {
+        unsafe { _mm512_mask_storeu_ps(p, lane_mask16(n), v) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_n8(p: *mut f32, v: __m256, n: usize) {
+        unsafe { _mm256_maskstore_ps(p, lane_mask8(n), v) }
+    }
+
+    lanes!(V16(__m512, 16):
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
+        gather16, store_n16);
+    lanes!(V8(__m256, 8):
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
+        gather8, store_n8);
 }
 
 /// Whether a convolution runs here: stride 1, a kernel 3 or 5 wide, at most 32 output channels
@@ -247,11 +309,22 @@ unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
                         tmp.as_mut_ptr(),
                     );
                 }
+                // Each output row's pixels gathered from the block (`XB` x `ob`, pixel-major)
+                // and stored as vectors: one scalar move per value had cost the 3x3 layers
+                // of small-cnn 15-35 % of their forward.
                 let xs = XB.min(g.wo - x0);
+                let row0 = oy * g.wo + x0;
+                assert!((o1 - 1) * p + row0 + xs <= y.len());
                 for o in o0..o1 {
-                    let dst = &mut y[o * p + oy * g.wo + x0..][..xs];
-                    for (xi, d) in dst.iter_mut().enumerate() {
-                        *d = tmp[xi * ob + o - o0];
+                    for c0 in (0..xs).step_by(V::N) {
+                        let n = V::N.min(xs - c0);
+                        // SAFETY: the gather reads `tmp[(c0 + k) * ob + o - o0]` for `k < n`,
+                        // inside the block's `XB * ob` values; the store writes `n` values of
+                        // output row `o` inside `y` (checked above).
+                        unsafe {
+                            let v = V::gather(tmp.as_ptr().add(c0 * ob + o - o0), ob, n);
+                            v.store_n(y.as_mut_ptr().add(o * p + row0 + c0), n);
+                        }
                     }
                 }
             }
