@@ -129,9 +129,9 @@ mod x86 {
 /// Whether a convolution runs here: stride 1, a kernel 3 or 5 wide, at most 32 output channels
 /// (or 64 on rows of 14 pixels or more, with `C·kh·kw >= 64`: small-cnn's second layer, x1.05
 /// on its step; on ResNet-18's 8x8 maps 64 channels ran 1.6x slower than im2col, and VGG's
-/// 3 → 64 first layer, 27 deep, would be bound by the block transposes), maps at least 4
-/// wide, on a CPU with AVX-512 or AVX2, and samples enough for one per thread (the tasks are
-/// samples).
+/// 3 → 64 first layer, 27 deep, would be bound by moving its blocks into the output), maps at
+/// least 4 wide, on a CPU with AVX-512 or AVX2, and samples enough for one per thread (the
+/// tasks are samples).
 pub(super) fn applies(g: &Geometry) -> bool {
     super::simd_level() > 0
         && g.stride == [1, 1]
@@ -158,8 +158,9 @@ pub(super) fn applies_to_input_grad(g: &Geometry) -> bool {
     applies(&t)
 }
 
-/// The blocking of one instruction set: output channels per block (`ov` vectors), output
-/// pixels per forward block, and `(c, i)` kernel rows per weight-gradient block.
+/// The blocking of one instruction set: its vector width and the output channels per block
+/// (`ov` vectors); the pixels per forward block and the kernel rows per weight-gradient block
+/// follow ([`pixels_per_block`], [`rows_per_block`]).
 #[derive(Clone, Copy)]
 struct Plan {
     level: u8,
@@ -287,19 +288,19 @@ unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
     let [hp, wp] = padded_dims(g);
     let (ob, ck, p) = (OV * V::N, g.ck(), g.p());
     let mut tmp = [0f32; 512];
-    debug_assert!(XB * ob <= tmp.len());
+    // Every block reads `xp` below `at + (C - 1)·Hp·Wp + (kh - 1)·Wp + kw - 1 + XB` (its
+    // `at` at most the last row's last block), which the slack after the planes covers.
+    let last = (g.ho - 1) * wp + (g.wo - 1) / XB * XB;
+    assert!(XB * ob <= tmp.len());
+    assert!(last + (g.c - 1) * hp * wp + (g.kh - 1) * wp + g.kw - 1 + XB <= xp.len());
     for b in 0..g.c_out.div_ceil(ob) {
         let wb = &w[b * ck * ob..][..ck * ob];
         let (o0, o1) = (b * ob, ((b + 1) * ob).min(g.c_out));
         for oy in 0..g.ho {
             for x0 in (0..g.wo).step_by(XB) {
                 let at = oy * wp + x0;
-                // The padded input has `XB` values of slack after its last plane.
-                debug_assert!(
-                    at + (g.c - 1) * hp * wp + (g.kh - 1) * wp + g.kw - 1 + XB <= xp.len()
-                );
-                // SAFETY: the block reads `xp` up to the offset checked above and `wb` whole;
-                // `tmp` holds `XB * ob` values.
+                // SAFETY: the block reads `xp` below the bound checked above (`at <= last`)
+                // and `wb` whole; `tmp` holds `XB * ob` values.
                 unsafe {
                     forward_block::<V, XB, OV>(
                         xp.as_ptr().add(at),
