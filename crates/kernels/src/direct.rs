@@ -7,10 +7,8 @@
 //! forward pass of the output gradient with the flipped kernel (`conv::input_grad_as_conv`).
 //! AVX-512 and AVX2 (+ FMA) only: elsewhere im2col is used.
 
-use super::conv::Scratch;
+use super::conv::{Scratch, Sums};
 use super::{Epilogue, FlexTensor, Geometry, Shape, tensor, zeroed_chunks};
-use rayon::prelude::*;
-use std::ops::Range;
 
 /// A vector of `f32` lanes of one instruction set; the methods are used only inside functions
 /// compiled for it.
@@ -605,40 +603,27 @@ fn weight_grad_with(
     let block = (rows + rb) * g.kw * ob;
     let [hp, wp] = padded_dims(&g);
     let (p, in_size, out_size) = (g.p(), g.c * g.h * g.w, g.c_out * g.p());
-    let sums = |range: Range<usize>| -> (Vec<f32>, Vec<f64>) {
-        let mut acc = vec![0f32; if need_w { nb * block } else { 0 }];
-        let mut db = vec![0f64; g.c_out];
-        let mut xp = Scratch::new(if need_w { g.c * hp * wp + SLACK } else { 0 });
-        let mut dyt = Scratch::new(if need_w { p * nb * ob } else { 0 });
-        for s in range {
-            let gn = &gs[s * out_size..][..out_size];
-            if need_b {
-                for (o, row) in gn.chunks(p).enumerate() {
-                    db[o] += super::row_sum(row) as f64;
-                }
-            }
-            if need_w {
-                pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
-                transpose_into(gn, g.c_out, p, &mut dyt, nb * ob);
-                weight_dispatch(&plan, &g, &xp, &dyt, &mut acc);
-            }
+    // One task per sample, each task's sums (the weight's in this module's layout) merged
+    // at the end, as the im2col backward does.
+    let init = || Sums::with_len(if need_w { nb * block } else { 0 }, g.c_out);
+    let sample = |mut acc: Sums, s: usize, _: Option<&mut [f32]>| -> Sums {
+        let gn = &gs[s * out_size..][..out_size];
+        if need_b {
+            acc.add_bias(gn, p);
         }
-        (acc, db)
+        if need_w {
+            let mut xp = Scratch::new(g.c * hp * wp + SLACK);
+            let mut dyt = Scratch::new(p * nb * ob);
+            pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
+            transpose_into(gn, g.c_out, p, &mut dyt, nb * ob);
+            weight_dispatch(&plan, &g, &xp, &dyt, &mut acc.dw);
+        }
+        acc
     };
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = g.n.div_ceil(threads).max(1);
-    let (acc, db) = (0..g.n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|t| sums(t * chunk..((t + 1) * chunk).min(g.n)))
-        .reduce_with(|(mut a, mut b), (c, d)| {
-            a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
-            b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
-            (a, b)
-        })
-        .unwrap_or_else(|| sums(0..0));
-    let dw = need_w.then(|| {
+    let sums = Sums::fold(true, g.n, &mut [], 0, init, sample);
+    // `[block][C·kh + spare][kw][ob]` → `[C_out, C, kh, kw]`.
+    let unpack = |acc: Vec<f32>| {
         let ck = g.ck();
-        let k = g.kh * g.kw;
         let mut dw = vec![0f32; g.c_out * ck];
         for (o, dwo) in dw.chunks_mut(ck).enumerate() {
             let (b, lane) = (o / ob, o % ob);
@@ -647,14 +632,10 @@ fn weight_grad_with(
                     *d = acc[b * block + ((r * g.kw + j) * ob) + lane];
                 }
             }
-            debug_assert_eq!(dwo.len(), g.c * k);
         }
-        tensor(dw, Shape::new([g.c_out, g.c, g.kh, g.kw]))
-    });
-    let db = need_b.then(|| {
-        let db = db.into_iter().map(|v| v as f32).collect();
-        tensor(db, Shape::new([g.c_out]))
-    });
+        dw
+    };
+    let (_, dw, db) = sums.tensors(Vec::new(), &g, [false, need_w, need_b], unpack);
     (dw, db)
 }
 

@@ -2398,9 +2398,10 @@ mod conv {
     /// product with a row-major destination as its transpose and gathers its right operand,
     /// the im2col matrix, into its packed layout on every product (seed 003's CNN: 13 % of
     /// its step); a column-major `dW` costs one transpose per call instead (B x0.92 when
-    /// that was done for the small maps' `dW`s as well).
-    struct Sums {
-        dw: Vec<f32>,
+    /// that was done for the small maps' `dW`s as well). The direct convolution keeps its
+    /// weight sums in its own layout here too ([`Sums::with_len`]).
+    pub(super) struct Sums {
+        pub(super) dw: Vec<f32>,
         db: Vec<f64>,
         /// Columns of the weight matrix (`C * taps`) and its layout.
         rows: usize,
@@ -2415,6 +2416,24 @@ mod conv {
                 db: vec![0f64; g.c_out],
                 rows,
                 column_major: g.n * g.p() > 4 * g.c_out,
+            }
+        }
+
+        /// Zero sums of `dw_len` weight values in the caller's own layout (left as they are by
+        /// [`Self::tensors`]) and `c_out` biases.
+        pub(super) fn with_len(dw_len: usize, c_out: usize) -> Self {
+            Sums {
+                dw: vec![0f32; dw_len],
+                db: vec![0f64; c_out],
+                rows: dw_len / c_out.max(1),
+                column_major: false,
+            }
+        }
+
+        /// Adds one sample's output gradient `gn` (`[C_out, P]`) to the bias sums.
+        pub(super) fn add_bias(&mut self, gn: &[f32], p: usize) {
+            for (o, row) in gn.chunks(p.max(1)).enumerate() {
+                self.db[o] += row_sum(row) as f64;
             }
         }
 
@@ -2436,7 +2455,7 @@ mod conv {
         /// Runs `task(sums, i, dx_i)` for work items `0..count`, item `i` owning `dx`'s
         /// `i`-th chunk of `chunk` values (`None` when `dx` is empty): as parallel tasks with
         /// their sums merged when `split`, otherwise in order.
-        fn fold<I, T>(
+        pub(super) fn fold<I, T>(
             split: bool,
             count: usize,
             dx: &mut [f32],
@@ -2475,7 +2494,7 @@ mod conv {
 
         /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through
         /// `dw`, which turns the row-major `[C_out, rows]` sums into `[C_out, C, kh, kw]`.
-        fn tensors(
+        pub(super) fn tensors(
             self,
             dx: Vec<f32>,
             g: &Geometry,
@@ -2776,9 +2795,7 @@ mod conv {
             let xn = &xs[s * in_size..(s + 1) * in_size];
             let gn = &gs[s * g.c_out * p..(s + 1) * g.c_out * p];
             if need_b {
-                for (o, row) in gn.chunks(p).enumerate() {
-                    acc.db[o] += row_sum(row) as f64;
-                }
+                acc.add_bias(gn, p);
             }
             let mut dxn = dxn;
             for &(p0, t, ref plan) in &tiles {
