@@ -32,6 +32,7 @@ use burn::backend::{
 use burn::tensor::{DType, FloatDType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
+mod awake;
 mod direct;
 mod winograd;
 
@@ -359,6 +360,7 @@ fn sgd_momentum_flex(
     first: bool,
     h: SgdMomentum,
 ) -> (FlexTensor, FlexTensor) {
+    awake::keep_awake();
     let grad = contiguous(grad);
     let g = grad.as_slice::<f32>().unwrap();
     let mut p = owned(param);
@@ -772,6 +774,7 @@ fn simd_level() -> u8 {
 /// (0: top left, 1: top right, 2: bottom left, 3: bottom right; the first of equal maxima, a
 /// NaN wins as in PyTorch).
 fn pool_forward(x: &FlexTensor, record: bool) -> (FlexTensor, Vec<u8>) {
+    awake::keep_awake();
     let x = contiguous(x);
     let [n, c, h, w] = x.shape().dims();
     let (ho, wo) = (h / 2, w / 2);
@@ -903,6 +906,7 @@ fn max_pool(
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) -> FlexTensor {
+    awake::keep_awake();
     let x = contiguous(x);
     let [n, c, h, w] = x.shape().dims();
     let (ho, wo) = pooled([h, w], [kh, kw], [sh, sw], [ph, pw]);
@@ -972,6 +976,7 @@ fn max_pool_argmax(
     s: [usize; 2],
     p: [usize; 2],
 ) -> (FlexTensor, Vec<u32>) {
+    awake::keep_awake();
     let x = contiguous(x);
     let [n, c, h, w] = x.shape().dims();
     let (ho, wo) = pooled([h, w], k, s, p);
@@ -1324,6 +1329,7 @@ fn bn_forward(
     eps: f64,
     relu: bool,
 ) -> (FlexTensor, Stats) {
+    awake::keep_awake();
     let x = contiguous(x);
     let (gamma, beta) = (contiguous(gamma), contiguous(beta));
     let shape = x.shape();
@@ -1406,6 +1412,7 @@ fn bn_backward(
     stats: &Stats,
     need_dx: bool,
 ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+    awake::keep_awake();
     let (grad, x, gamma) = (contiguous(grad), contiguous(x), contiguous(gamma));
     let shape = x.shape();
     let (n, c, s) = ncs(&shape);
@@ -2529,6 +2536,7 @@ mod conv {
         g: Geometry,
         inference: bool,
     ) -> FlexTensor {
+        super::awake::keep_awake();
         let cache = inference && w.as_slice::<f32>().is_some();
         let (x, w) = (contiguous(x), contiguous(w));
         let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
@@ -2749,6 +2757,7 @@ mod conv {
         g: Geometry,
         [need_x, need_w, need_b]: [bool; 3],
     ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+        super::awake::keep_awake();
         let (grad, x, w) = (contiguous(grad), contiguous(x), contiguous(w));
         let (gs, xs, ws) = (
             grad.as_slice::<f32>().unwrap(),
