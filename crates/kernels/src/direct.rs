@@ -7,6 +7,10 @@
 //! forward pass of the output gradient with the flipped kernel (`conv::input_grad_as_conv`).
 //! AVX-512 and AVX2 (+ FMA) only: elsewhere im2col is used.
 
+use std::ops::Range;
+
+use rayon::prelude::*;
+
 use super::conv::{Scratch, Sums};
 use super::{Epilogue, FlexTensor, Geometry, Shape, tensor, zeroed_chunks};
 
@@ -124,21 +128,31 @@ mod x86 {
         gather8, store_n8);
 }
 
-/// Whether a convolution runs here: stride 1, a kernel 3 or 5 wide, at most 32 output channels
-/// (or 64 on rows of 14 pixels or more, with `C·kh·kw >= 64`: small-cnn's second layer, x1.05
-/// on its step; on ResNet-18's 8x8 maps 64 channels ran 1.6x slower than im2col, and VGG's
-/// 3 → 64 first layer, 27 deep, would be bound by moving its blocks into the output), maps at
-/// least 4 wide, on a CPU with AVX-512 or AVX2, and samples enough for one per thread (the
-/// tasks are samples).
+/// Whether a convolution's forward pass runs here, on a CPU with AVX-512 or AVX2, with maps at
+/// least 4 wide:
+/// - stride 1, a kernel 3 or 5 wide, at most 32 output channels (or 64 on rows of 14 pixels
+///   or more, with `C·kh·kw >= 64`, and a sample per thread: small-cnn's second layer, x1.05
+///   on its training step, but slower than im2col in row chunks at batch 1; on ResNet-18's
+///   8x8 maps 64 channels ran 1.6x slower than im2col, and VGG's 3 → 64 first layer, 27
+///   deep, would be bound by moving its blocks into the output);
+/// - stride 2 with a 7-wide kernel and at most 64 output channels on rows of 14 pixels or
+///   more: ResNet's stem, whose im2col copied 147 values per output pixel (at batch 1 in
+///   row chunks: 1.42 → 0.76 ms).
+pub(super) fn applies_forward(g: &Geometry) -> bool {
+    let wide = g.c_out <= 64 && g.wo >= 14 && g.ck() >= 64;
+    let per_sample = g.n >= rayon::current_num_threads();
+    let shape = match g.stride {
+        [1, 1] => matches!(g.kw, 3 | 5) && ((1..=32).contains(&g.c_out) || wide && per_sample),
+        [2, 2] => g.kw == 7 && wide,
+        _ => false,
+    };
+    super::simd_level() > 0 && shape && g.c > 0 && g.wo >= 4 && g.ho > 0
+}
+
+/// Whether a convolution's weight gradient runs here: the stride-1 layers of
+/// [`applies_forward`], with samples enough for one per thread (the tasks are samples).
 pub(super) fn applies(g: &Geometry) -> bool {
-    super::simd_level() > 0
-        && g.stride == [1, 1]
-        && matches!(g.kw, 3 | 5)
-        && ((1..=32).contains(&g.c_out) || (g.c_out <= 64 && g.wo >= 14 && g.ck() >= 64))
-        && g.c > 0
-        && g.wo >= 4
-        && g.ho > 0
-        && g.n >= rayon::current_num_threads()
+    g.stride == [1, 1] && g.n >= rayon::current_num_threads() && applies_forward(g)
 }
 
 /// Whether the input gradient of `g`, computed as the forward convolution of the output
@@ -196,9 +210,13 @@ impl Plan {
     }
 }
 
-/// The padded input's geometry: `[Hp, Wp]` with `Hp = ho + kh - 1` and `Wp = wo + kw - 1`.
+/// The padded input's geometry: `[Hp, Wp]` with `Hp = (ho - 1)·sh + kh` and
+/// `Wp = (wo - 1)·sw + kw`, the rows and columns the output reads.
 fn padded_dims(g: &Geometry) -> [usize; 2] {
-    [g.ho + g.kh - 1, g.wo + g.kw - 1]
+    [
+        (g.ho - 1) * g.stride[0] + g.kh,
+        (g.wo - 1) * g.stride[1] + g.kw,
+    ]
 }
 
 /// Copies sample `x` (`[C, H, W]`) into `xp` (`[C, Hp, Wp]` then `slack` zeros), zeros in
@@ -234,11 +252,11 @@ fn repack_weights(g: &Geometry, ws: &[f32], plan: &Plan) -> Vec<f32> {
     w
 }
 
-/// `out[x][lane] = Σ_{c,i,j} w[c][i][j][lane] · x[c][i][j + x]` for `XB` pixels of one
-/// output row and one block of `OV` vectors of output channels; `x` is the padded input at the
-/// block's first pixel, `w` the block's repacked weights.
+/// `out[x][lane] = Σ_{c,i,j} w[c][i][j][lane] · x[c][i][j + S·x]` for `XB` pixels of one
+/// output row and one block of `OV` vectors of output channels, at stride `S`; `x` is the
+/// padded input at the block's first pixel, `w` the block's repacked weights.
 #[inline(always)]
-unsafe fn forward_block<V: Lanes, const XB: usize, const OV: usize>(
+unsafe fn forward_block<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
     x: *const f32,
     w: *const f32,
     [c, kh, kw]: [usize; 3],
@@ -259,7 +277,7 @@ unsafe fn forward_block<V: Lanes, const XB: usize, const OV: usize>(
                     wk = wk.add(OV * V::N);
                     let r = row.add(j);
                     for (xi, acc) in acc.iter_mut().enumerate() {
-                        let b = V::splat(r.add(xi));
+                        let b = V::splat(r.add(xi * S));
                         for (a, &wv) in acc.iter_mut().zip(&wv) {
                             *a = V::fma(wv, b, *a);
                         }
@@ -275,32 +293,37 @@ unsafe fn forward_block<V: Lanes, const XB: usize, const OV: usize>(
     }
 }
 
-/// One sample's output `y` (`[C_out, P]`, before the epilogue) from its padded input `xp`.
+/// Output rows `rows` of one sample's output `y` (`[C_out, P]`, before the epilogue) from its
+/// padded input `xp`, at stride `S` (both ways).
 #[inline(always)]
-unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
+unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
     g: &Geometry,
     xp: &[f32],
     w: &[f32],
-    y: &mut [f32],
+    y: Out,
+    rows: Range<usize>,
 ) {
     let [hp, wp] = padded_dims(g);
     let (ob, ck, p) = (OV * V::N, g.ck(), g.p());
     let mut tmp = [0f32; 512];
-    // Every block reads `xp` below `at + (C - 1)·Hp·Wp + (kh - 1)·Wp + kw - 1 + XB` (its
+    if rows.is_empty() {
+        return;
+    }
+    // Every block reads `xp` below `at + (C - 1)·Hp·Wp + (kh - 1)·Wp + kw + S·(XB - 1)` (its
     // `at` at most the last row's last block), which the slack after the planes covers.
-    let last = (g.ho - 1) * wp + (g.wo - 1) / XB * XB;
-    assert!(XB * ob <= tmp.len());
-    assert!(last + (g.c - 1) * hp * wp + (g.kh - 1) * wp + g.kw - 1 + XB <= xp.len());
+    let last = (rows.end - 1) * S * wp + (g.wo - 1) / XB * XB * S;
+    assert!(XB * ob <= tmp.len() && g.stride == [S, S] && rows.end <= g.ho);
+    assert!(last + (g.c - 1) * hp * wp + (g.kh - 1) * wp + g.kw + S * (XB - 1) <= xp.len());
     for b in 0..g.c_out.div_ceil(ob) {
         let wb = &w[b * ck * ob..][..ck * ob];
         let (o0, o1) = (b * ob, ((b + 1) * ob).min(g.c_out));
-        for oy in 0..g.ho {
+        for oy in rows.clone() {
             for x0 in (0..g.wo).step_by(XB) {
-                let at = oy * wp + x0;
+                let at = (oy * wp + x0) * S;
                 // SAFETY: the block reads `xp` below the bound checked above (`at <= last`)
                 // and `wb` whole; `tmp` holds `XB * ob` values.
                 unsafe {
-                    forward_block::<V, XB, OV>(
+                    forward_block::<V, XB, OV, S>(
                         xp.as_ptr().add(at),
                         wb.as_ptr(),
                         [g.c, g.kh, g.kw],
@@ -313,16 +336,17 @@ unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
                 // of small-cnn 15-35 % of their forward.
                 let xs = XB.min(g.wo - x0);
                 let row0 = oy * g.wo + x0;
-                assert!((o1 - 1) * p + row0 + xs <= y.len());
+                assert!((o1 - 1) * p + row0 + xs <= y.len);
                 for o in o0..o1 {
                     for c0 in (0..xs).step_by(V::N) {
                         let n = V::N.min(xs - c0);
                         // SAFETY: the gather reads `tmp[(c0 + k) * ob + o - o0]` for `k < n`,
                         // inside the block's `XB * ob` values; the store writes `n` values of
-                        // output row `o` inside `y` (checked above).
+                        // output row `o` inside `y` (checked above), where only this task
+                        // writes (its rows of the map).
                         unsafe {
                             let v = V::gather(tmp.as_ptr().add(c0 * ob + o - o0), ob, n);
-                            v.store_n(y.as_mut_ptr().add(o * p + row0 + c0), n);
+                            v.store_n(y.ptr.add(o * p + row0 + c0), n);
                         }
                     }
                 }
@@ -334,25 +358,27 @@ unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize>(
 /// [`forward_sample`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn forward_sample_avx512<V: Lanes, const XB: usize, const OV: usize>(
+unsafe fn forward_sample_avx512<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
     g: &Geometry,
     xp: &[f32],
     w: &[f32],
-    y: &mut [f32],
+    y: Out,
+    rows: Range<usize>,
 ) {
-    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
+    unsafe { forward_sample::<V, XB, OV, S>(g, xp, w, y, rows) }
 }
 
 /// [`forward_sample`] compiled for AVX2 alone.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize>(
+unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
     g: &Geometry,
     xp: &[f32],
     w: &[f32],
-    y: &mut [f32],
+    y: Out,
+    rows: Range<usize>,
 ) {
-    unsafe { forward_sample::<V, XB, OV>(g, xp, w, y) }
+    unsafe { forward_sample::<V, XB, OV, S>(g, xp, w, y, rows) }
 }
 
 /// Output pixels per forward block: the accumulators allow `full` (28 vectors on AVX-512, 12
@@ -371,8 +397,23 @@ fn pixels_per_block(plan: &Plan, wo: usize) -> usize {
     }
 }
 
-/// Runs [`forward_sample`] with the blocking of `plan`.
-fn forward_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], w: &[f32], y: &mut [f32]) {
+/// Runs [`forward_sample`] with the blocking of `plan` on output rows `rows`.
+fn forward_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], w: &[f32], y: Out, rows: Range<usize>) {
+    match g.stride[0] {
+        1 => forward_strided::<1>(plan, g, xp, w, y, rows),
+        _ => forward_strided::<2>(plan, g, xp, w, y, rows),
+    }
+}
+
+/// [`forward_dispatch`] at stride `S`.
+fn forward_strided<const S: usize>(
+    plan: &Plan,
+    g: &Geometry,
+    xp: &[f32],
+    w: &[f32],
+    y: Out,
+    rows: Range<usize>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         use x86::{V8, V16};
@@ -380,47 +421,113 @@ fn forward_dispatch(plan: &Plan, g: &Geometry, xp: &[f32], w: &[f32], y: &mut [f
         // FMA for 1.
         unsafe {
             match (plan.level, plan.ov, pixels_per_block(plan, g.wo)) {
-                (2, 1, 28) => forward_sample_avx512::<V16, 28, 1>(g, xp, w, y),
-                (2, 1, _) => forward_sample_avx512::<V16, 14, 1>(g, xp, w, y),
-                (2, _, 14) => forward_sample_avx512::<V16, 14, 2>(g, xp, w, y),
-                (2, _, _) => forward_sample_avx512::<V16, 7, 2>(g, xp, w, y),
-                (_, 1, 12) => forward_sample_avx2::<V8, 12, 1>(g, xp, w, y),
-                (_, 1, _) => forward_sample_avx2::<V8, 6, 1>(g, xp, w, y),
-                (_, _, 6) => forward_sample_avx2::<V8, 6, 2>(g, xp, w, y),
-                (_, _, _) => forward_sample_avx2::<V8, 3, 2>(g, xp, w, y),
+                (2, 1, 28) => forward_sample_avx512::<V16, 28, 1, S>(g, xp, w, y, rows),
+                (2, 1, _) => forward_sample_avx512::<V16, 14, 1, S>(g, xp, w, y, rows),
+                (2, _, 14) => forward_sample_avx512::<V16, 14, 2, S>(g, xp, w, y, rows),
+                (2, _, _) => forward_sample_avx512::<V16, 7, 2, S>(g, xp, w, y, rows),
+                (_, 1, 12) => forward_sample_avx2::<V8, 12, 1, S>(g, xp, w, y, rows),
+                (_, 1, _) => forward_sample_avx2::<V8, 6, 1, S>(g, xp, w, y, rows),
+                (_, _, 6) => forward_sample_avx2::<V8, 6, 2, S>(g, xp, w, y, rows),
+                (_, _, _) => forward_sample_avx2::<V8, 3, 2, S>(g, xp, w, y, rows),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (plan, g, xp, w, y);
+        let _ = (plan, g, xp, w, y, rows);
         unreachable!("`applies` is false without x86 SIMD");
     }
 }
 
-/// Slack after the padded input, for the reads of a block's last pixels past a row's end.
-const SLACK: usize = 32;
+/// Slack after the padded input, for the reads of a block's last pixels past a row's end
+/// (`S·(XB - 1) + 1` at most, 55).
+const SLACK: usize = 64;
+
+/// One sample's output `[C_out, P]`, written by the tasks that each compute some rows of the
+/// map (for every channel): a pointer, since their values interleave.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the tasks sharing an `Out` write disjoint values (their own rows of the map).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    fn new(y: &mut [std::mem::MaybeUninit<f32>]) -> Self {
+        Out {
+            ptr: y.as_mut_ptr().cast(),
+            len: y.len(),
+        }
+    }
+
+    /// Values `range` of the output.
+    ///
+    /// # Safety
+    /// They have been written, and no other task reads or writes them meanwhile.
+    unsafe fn span<'a>(self, range: Range<usize>) -> &'a mut [f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
 
 /// The convolution's output, each row finished by `ep`; samples are parallel tasks.
 pub(super) fn forward(xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
     forward_with(Plan::new(&g), xs, ws, ep, g)
 }
 
-/// [`forward`] with the blocking of `plan`.
+/// [`forward`] with the blocking of `plan`: samples are the tasks, or with fewer samples than
+/// threads (inference at batch 1), chunks of each sample's output rows.
 fn forward_with(plan: Plan, xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
     let w = repack_weights(&g, ws, &plan);
     let [hp, wp] = padded_dims(&g);
-    let (p, in_size) = (g.p(), g.c * g.h * g.w);
-    let sample = |(s, y): (usize, &mut [f32])| {
-        let mut xp = Scratch::new(g.c * hp * wp + SLACK);
+    let (p, in_size, out_size) = (g.p(), g.c * g.h * g.w, g.c_out * g.p());
+    let threads = rayon::current_num_threads();
+    if g.n >= threads {
+        let sample = |(s, y): (usize, &mut [f32])| {
+            let mut xp = Scratch::new(g.c * hp * wp + SLACK);
+            pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
+            let out = Out::new(as_uninit(y));
+            forward_dispatch(&plan, &g, &xp, &w, out, 0..g.ho);
+            for (o, row) in y.chunks_mut(p).enumerate() {
+                ep.apply(s, o, row);
+            }
+        };
+        let y = zeroed_chunks(g.n * out_size, out_size, true, sample);
+        return tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]));
+    }
+    // Four chunks of rows per thread, for balance.
+    let chunk = g.ho.div_ceil(4 * threads);
+    let mut y: Vec<f32> = Vec::with_capacity(g.n * out_size);
+    let mut xp = Scratch::new(g.c * hp * wp + SLACK);
+    for (s, ys) in y.spare_capacity_mut()[..g.n * out_size]
+        .chunks_mut(out_size)
+        .enumerate()
+    {
         pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
-        forward_dispatch(&plan, &g, &xp, &w, y);
-        for (o, row) in y.chunks_mut(p).enumerate() {
-            ep.apply(s, o, row);
-        }
-    };
-    let y = zeroed_chunks(g.n * g.c_out * p, g.c_out * p, true, sample);
+        let out = Out::new(ys);
+        (0..g.ho.div_ceil(chunk)).into_par_iter().for_each(|k| {
+            let rows = k * chunk..((k + 1) * chunk).min(g.ho);
+            let (start, end) = (rows.start * g.wo, rows.end * g.wo);
+            forward_dispatch(&plan, &g, &xp, &w, out, rows);
+            for o in 0..g.c_out {
+                // SAFETY: this task's rows of channel `o`, written just above.
+                let span = unsafe { out.span(o * p + start..o * p + end) };
+                ep.apply_span(s, o, start, p, span);
+            }
+        });
+    }
+    // SAFETY: every sample's rows were written above, all channels of each.
+    unsafe { y.set_len(g.n * out_size) };
     tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
+}
+
+/// A slice of values as one of possibly uninitialised values (to be overwritten).
+fn as_uninit(y: &mut [f32]) -> &mut [std::mem::MaybeUninit<f32>] {
+    // SAFETY: same layout; writing initialised values through it keeps `y` initialised.
+    unsafe { &mut *(y as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) }
 }
 
 /// `acc[r][j][lane] += Σ_pixels dy[pixel][lane] · rows[r][pixel + j]` for `RB` kernel rows
@@ -696,8 +803,8 @@ mod tests {
                         for c in 0..g.c {
                             for i in 0..g.kh {
                                 for j in 0..g.kw {
-                                    let iy = (oy + i).wrapping_sub(g.pad[0]);
-                                    let ix = (ox + j).wrapping_sub(g.pad[1]);
+                                    let iy = (oy * g.stride[0] + i).wrapping_sub(g.pad[0]);
+                                    let ix = (ox * g.stride[1] + j).wrapping_sub(g.pad[1]);
                                     if iy >= g.h || ix >= g.w {
                                         continue;
                                     }
@@ -727,31 +834,45 @@ mod tests {
     }
 
     /// Forward, weight and bias gradients against their definitions, on both instruction
-    /// sets this CPU has: one and several channel blocks, rows shorter and longer than a
-    /// block, asymmetric and no padding, 3 and 5 wide kernels.
+    /// sets this CPU has, with samples as the tasks (a 1-thread pool) and with rows as the
+    /// tasks (4 threads, more than the samples): one and several channel blocks, rows shorter
+    /// and longer than a block, asymmetric and no padding, 3, 5 and 7 wide kernels, strides
+    /// 1 and 2 (the forward only).
     #[test]
     fn matches_the_definition() {
+        for threads in [1, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(check_the_definition);
+        }
+    }
+
+    fn check_the_definition() {
         let levels: Vec<u8> = [1, 2]
             .into_iter()
             .filter(|&l| super::super::simd_level() >= l)
             .collect();
-        // n, c, c_out, h, w, kh, kw, padding [top, left, bottom, right]
+        // n, c, c_out, h, w, kh, kw, stride, padding [top, left, bottom, right]
         let cases = [
-            (2, 1, 16, 28, 28, 5, 5, [2, 2, 2, 2]),
-            (2, 16, 32, 14, 14, 5, 5, [2, 2, 2, 2]),
-            (3, 3, 5, 9, 7, 3, 3, [1, 1, 1, 1]),
-            (2, 4, 20, 6, 11, 3, 3, [0, 1, 2, 0]),
-            (2, 2, 17, 5, 30, 4, 5, [0, 0, 0, 0]),
-            (2, 3, 9, 8, 4, 2, 3, [1, 1, 0, 1]),
-            (2, 32, 64, 14, 14, 3, 3, [1, 1, 1, 1]),
+            (2, 1, 16, 28, 28, 5, 5, 1, [2, 2, 2, 2]),
+            (2, 16, 32, 14, 14, 5, 5, 1, [2, 2, 2, 2]),
+            (3, 3, 5, 9, 7, 3, 3, 1, [1, 1, 1, 1]),
+            (2, 4, 20, 6, 11, 3, 3, 1, [0, 1, 2, 0]),
+            (2, 2, 17, 5, 30, 4, 5, 1, [0, 0, 0, 0]),
+            (2, 3, 9, 8, 4, 2, 3, 1, [1, 1, 0, 1]),
+            (2, 32, 64, 14, 14, 3, 3, 1, [1, 1, 1, 1]),
+            (1, 3, 64, 32, 30, 7, 7, 2, [3, 3, 3, 3]),
+            (2, 2, 40, 21, 19, 7, 7, 2, [3, 2, 1, 3]),
         ];
-        for (n, c, c_out, h, w, kh, kw, pad) in cases {
+        for (n, c, c_out, h, w, kh, kw, stride, pad) in cases {
             let x = tensor(values(n * c * h * w, 1), Shape::new([n, c, h, w]));
             let wt = tensor(
                 values(c_out * c * kh * kw, 2),
                 Shape::new([c_out, c, kh, kw]),
             );
-            let g = Geometry::new(&x, &wt, [1, 1], pad);
+            let g = Geometry::new(&x, &wt, [stride, stride], pad);
             let gy = values(g.n * g.c_out * g.p(), 3);
             let (xs, ws) = (x.as_slice::<f32>().unwrap(), wt.as_slice::<f32>().unwrap());
             let (y_ref, dw_ref) = reference(xs, ws, &gy, &g);
@@ -763,16 +884,34 @@ mod tests {
                         .sum()
                 })
                 .collect();
-            let zeros = vec![0f32; c_out];
+            // The epilogue: folded batch norm, a residual and a ReLU.
+            let (scale, shift) = (values(c_out, 4), values(c_out, 5));
+            let residual = values(y_ref.len(), 6);
+            let ep = Epilogue::new(Some(&scale), &shift, Some(&residual), true);
+            let y_ref: Vec<f64> = y_ref
+                .iter()
+                .enumerate()
+                .map(|(q, &v)| {
+                    let o = q / g.p() % c_out;
+                    (v * scale[o] as f64 + shift[o] as f64 + residual[q] as f64).max(0.0)
+                })
+                .collect();
             for &level in &levels {
                 let plan = Plan::for_level(&g, level);
-                let what = format!("{:?} at level {level}", (n, c, c_out, h, w, kh, kw, pad));
-                let y = forward_with(plan, xs, ws, &Epilogue::bias(&zeros), g);
+                let what = format!(
+                    "{:?} at level {level}, {} threads",
+                    (n, c, c_out, h, w, kh, kw, stride, pad),
+                    rayon::current_num_threads()
+                );
+                let y = forward_with(plan, xs, ws, &ep, g);
                 assert_close(
                     y.as_slice::<f32>().unwrap(),
                     &y_ref,
                     &format!("forward {what}"),
                 );
+                if stride > 1 {
+                    continue;
+                }
                 let (dw, db) = weight_grad_with(plan, &gy, xs, g, [true, true]);
                 let dw = dw.unwrap();
                 assert_close(

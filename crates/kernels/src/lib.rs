@@ -2544,7 +2544,7 @@ mod conv {
             let u = super::winograd::weights(&w, &g, cache);
             return super::winograd::forward(xs, &u, ep, g);
         }
-        match super::direct::applies(&g) {
+        match super::direct::applies_forward(&g) {
             true => super::direct::forward(xs, ws, ep, g),
             false => forward_im2col(xs, ws, ep, g),
         }
