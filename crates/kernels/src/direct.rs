@@ -12,7 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::conv::{Scratch, Sums};
-use super::{Epilogue, FlexTensor, Geometry, Shape, tensor, zeroed_chunks};
+use super::{Epilogue, FlexTensor, Geometry, Out, Shape, tensor, zeroed_chunks};
 
 /// A vector of `f32` lanes of one instruction set; the methods are used only inside functions
 /// compiled for it.
@@ -443,36 +443,6 @@ fn forward_strided<const S: usize>(
 /// (`S·(XB - 1) + 1` at most, 55).
 const SLACK: usize = 64;
 
-/// One sample's output `[C_out, P]`, written by the tasks that each compute some rows of the
-/// map (for every channel): a pointer, since their values interleave.
-#[derive(Clone, Copy)]
-struct Out {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the tasks sharing an `Out` write disjoint values (their own rows of the map).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn new(y: &mut [std::mem::MaybeUninit<f32>]) -> Self {
-        Out {
-            ptr: y.as_mut_ptr().cast(),
-            len: y.len(),
-        }
-    }
-
-    /// Values `range` of the output.
-    ///
-    /// # Safety
-    /// They have been written, and no other task reads or writes them meanwhile.
-    unsafe fn span<'a>(self, range: Range<usize>) -> &'a mut [f32] {
-        assert!(range.start <= range.end && range.end <= self.len);
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
-    }
-}
-
 /// The convolution's output, each row finished by `ep`; samples are parallel tasks.
 pub(super) fn forward(xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) -> FlexTensor {
     forward_with(Plan::new(&g), xs, ws, ep, g)
@@ -489,7 +459,7 @@ fn forward_with(plan: Plan, xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) 
         let sample = |(s, y): (usize, &mut [f32])| {
             let mut xp = Scratch::new(g.c * hp * wp + SLACK);
             pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
-            let out = Out::new(as_uninit(y));
+            let out = Out::new(super::as_uninit(y));
             forward_dispatch(&plan, &g, &xp, &w, out, 0..g.ho);
             for (o, row) in y.chunks_mut(p).enumerate() {
                 ep.apply(s, o, row);
@@ -522,12 +492,6 @@ fn forward_with(plan: Plan, xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) 
     // SAFETY: every sample's rows were written above, all channels of each.
     unsafe { y.set_len(g.n * out_size) };
     tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
-}
-
-/// A slice of values as one of possibly uninitialised values (to be overwritten).
-fn as_uninit(y: &mut [f32]) -> &mut [std::mem::MaybeUninit<f32>] {
-    // SAFETY: same layout; writing initialised values through it keeps `y` initialised.
-    unsafe { &mut *(y as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) }
 }
 
 /// `acc[r][j][lane] += Σ_pixels dy[pixel][lane] · rows[r][pixel + j]` for `RB` kernel rows

@@ -677,6 +677,42 @@ where
     values
 }
 
+/// One sample's output, written by parallel tasks whose values interleave (each task some
+/// columns or some rows of every channel's map): a pointer, since their slices would overlap.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the tasks sharing an `Out` write disjoint values.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    fn new(y: &mut [std::mem::MaybeUninit<f32>]) -> Self {
+        Out {
+            ptr: y.as_mut_ptr().cast(),
+            len: y.len(),
+        }
+    }
+
+    /// Values `range` of the output.
+    ///
+    /// # Safety
+    /// They have been written, and no other task reads or writes them meanwhile.
+    unsafe fn span<'a>(self, range: std::ops::Range<usize>) -> &'a mut [f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
+
+/// A slice of values as one of possibly uninitialised values (to be overwritten).
+fn as_uninit(y: &mut [f32]) -> &mut [std::mem::MaybeUninit<f32>] {
+    // SAFETY: same layout; writing initialised values through it keeps `y` initialised.
+    unsafe { &mut *(y as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) }
+}
+
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -1666,7 +1702,8 @@ fn epilogue_span(ep: &Epilogue, s: usize, o: usize, start: usize, p: usize, row:
 /// thread count, one sample at a time with the threads inside `gemm`).
 mod conv {
     use super::{
-        Epilogue, FlexTensor, Geometry, Shape, contiguous, row_sum, tensor, zeroed_chunks,
+        Epilogue, FlexTensor, Geometry, Out, Shape, as_uninit, contiguous, row_sum, tensor,
+        zeroed_chunks,
     };
     use gemm::{Parallelism, gemm};
     use rayon::prelude::*;
@@ -2062,8 +2099,26 @@ mod conv {
     /// lhsᵀ` when `dst` is row-major: then a row-major `rhs` is gathered column by column
     /// into its packed layout, which a column-major `dst` avoids (see [`Sums`]).
     pub(super) fn matmul(
-        [m, n, k]: [usize; 3],
+        dims: [usize; 3],
         (dst, dst_cs, dst_rs): (&mut [f32], usize, usize),
+        accumulate: bool,
+        lhs: (&[f32], usize, usize),
+        rhs: (&[f32], usize, usize),
+        par: Parallelism,
+    ) {
+        let dst = Out::new(as_uninit(dst));
+        // SAFETY: `dst` is borrowed whole here; with `accumulate` it was initialised.
+        unsafe { matmul_into(dims, (dst, dst_cs, dst_rs), accumulate, lhs, rhs, par) }
+    }
+
+    /// [`matmul`] into an output that other tasks write meanwhile, at other values.
+    ///
+    /// # Safety
+    /// No other task reads or writes the `m x n` values given by `dst`'s strides; with
+    /// `accumulate` they are initialised.
+    pub(super) unsafe fn matmul_into(
+        [m, n, k]: [usize; 3],
+        (dst, dst_cs, dst_rs): (Out, usize, usize),
         accumulate: bool,
         lhs: (&[f32], usize, usize),
         rhs: (&[f32], usize, usize),
@@ -2072,7 +2127,7 @@ mod conv {
         if m == 0 || n == 0 {
             return;
         }
-        assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
+        assert!(dst.len > (m - 1) * dst_rs + (n - 1) * dst_cs);
         // A product at most 16 wide on one side, deep, with both operands contiguous along
         // the depth (a weight gradient `dY · colᵀ` with 16 output channels): in blocks of
         // 16 x 16, which `gemm` computes as dot products (its horizontal kernels) instead of
@@ -2082,14 +2137,23 @@ mod conv {
             for m0 in (0..m).step_by(16) {
                 for n0 in (0..n).step_by(16) {
                     let (mb, nb) = (16.min(m - m0), 16.min(n - n0));
-                    matmul(
-                        [mb, nb, k],
-                        (&mut dst[m0 * dst_rs + n0 * dst_cs..], dst_cs, dst_rs),
-                        accumulate,
-                        (&lhs.0[m0 * lhs.2..], lhs.1, lhs.2),
-                        (&rhs.0[n0 * rhs.1..], rhs.1, rhs.2),
-                        par,
-                    );
+                    let at = m0 * dst_rs + n0 * dst_cs;
+                    let block = Out {
+                        // SAFETY: inside `dst` (checked above).
+                        ptr: unsafe { dst.ptr.add(at) },
+                        len: dst.len - at,
+                    };
+                    // SAFETY: a block of the values the caller gave.
+                    unsafe {
+                        matmul_into(
+                            [mb, nb, k],
+                            (block, dst_cs, dst_rs),
+                            accumulate,
+                            (&lhs.0[m0 * lhs.2..], lhs.1, lhs.2),
+                            (&rhs.0[n0 * rhs.1..], rhs.1, rhs.2),
+                            par,
+                        );
+                    }
                 }
             }
             return;
@@ -2102,7 +2166,7 @@ mod conv {
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst.ptr,
                 dst_cs as isize,
                 dst_rs as isize,
                 accumulate,
@@ -2645,11 +2709,11 @@ mod conv {
 
     /// Forward for batches smaller than the thread count (inference at batch 1), one sample at
     /// a time: its tiles run as parallel tasks, each with its own im2col and a single-threaded
-    /// product into a `[C_out, t]` block, then the blocks are copied into place and the
-    /// epilogue applied, rows in parallel. One fork-join per tile set instead of `gemm`'s
-    /// own threads, which synchronise several times per product and left a core idle a
-    /// quarter of the time. The output is not zeroed first, since the copies write all of it
-    /// (a serial `memset`: ResNet-50 at batch 1 x1.06 without it).
+    /// product straight into its columns of the output (every channel's row), which it then
+    /// finishes with the epilogue while they are in cache. One fork-join per tile set instead
+    /// of `gemm`'s own threads, which synchronise several times per product and left a core
+    /// idle a quarter of the time. The output is not zeroed first, since the products write
+    /// all of it (a serial `memset`: ResNet-50 at batch 1 x1.06 without it).
     fn forward_shared(
         xs: &[f32],
         ws: &[f32],
@@ -2658,14 +2722,13 @@ mod conv {
         tiles: &[(usize, usize, Plan)],
     ) -> FlexTensor {
         let (ck, p, in_size) = (g.ck(), g.p(), g.c * g.h * g.w);
-        let tile = tiles[0].1;
         let len = g.n * g.c_out * p;
         let mut y: Vec<f32> = Vec::with_capacity(len);
-        let mut blocks = Scratch::new(g.c_out * p);
         let uninit = &mut y.spare_capacity_mut()[..len];
         for (s, ys) in uninit.chunks_mut(g.c_out * p).enumerate() {
             let xn = &xs[s * in_size..(s + 1) * in_size];
-            let task = |(yt, &(p0, t, ref plan)): (&mut [f32], &(usize, usize, Plan))| {
+            let out = Out::new(ys);
+            let task = |&(p0, t, ref plan): &(usize, usize, Plan)| {
                 let mut col = Scratch::new(if g.identity_col() { 0 } else { ck * t });
                 let (rhs, rs): (&[f32], usize) = match g.identity_col() {
                     true => (&xn[p0..], p),
@@ -2674,33 +2737,29 @@ mod conv {
                         (&col, t)
                     }
                 };
-                let product = [g.c_out, t, ck];
-                matmul(
-                    product,
-                    (yt, 1, t),
-                    false,
-                    (ws, 1, ck),
-                    (rhs, 1, rs),
-                    Parallelism::None,
-                );
-            };
-            blocks
-                .par_chunks_mut(g.c_out * tile)
-                .zip(tiles.par_iter())
-                .for_each(task);
-            ys.par_chunks_mut(p).enumerate().for_each(|(o, row)| {
-                for &(p0, t, _) in tiles {
-                    let block = &blocks[p0 * g.c_out + o * t..][..t];
-                    row[p0..p0 + t].iter_mut().zip(block).for_each(|(d, &v)| {
-                        d.write(v);
-                    });
+                let dst = Out {
+                    ptr: out.ptr.wrapping_add(p0),
+                    len: out.len - p0,
+                };
+                // SAFETY: the tile's columns `p0..p0 + t` of every channel's row, which no
+                // other task writes; then its spans, which the product has just written.
+                unsafe {
+                    matmul_into(
+                        [g.c_out, t, ck],
+                        (dst, 1, p),
+                        false,
+                        (ws, 1, ck),
+                        (rhs, 1, rs),
+                        Parallelism::None,
+                    );
+                    for o in 0..g.c_out {
+                        ep.apply_span(s, o, p0, p, out.span(o * p + p0..o * p + p0 + t));
+                    }
                 }
-                // SAFETY: the tiles cover the row, whose every value was written above.
-                let row = unsafe { &mut *(row as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-                ep.apply(s, o, row);
-            });
+            };
+            tiles.par_iter().for_each(task);
         }
-        // SAFETY: every sample's rows were written above.
+        // SAFETY: the tiles cover every sample's rows, whose every value was written above.
         unsafe { y.set_len(len) };
         tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]))
     }
