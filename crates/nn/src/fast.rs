@@ -95,16 +95,19 @@ pub fn conv_bn(
             return None;
         }
     }
-    let (scale, shift) = bn_scale_shift(bn, &x.device());
-    let shift = match &conv.bias {
-        Some(b) => shift.add(b.val().mul(scale.clone())),
-        None => shift,
+    let device = x.device();
+    let bn_params = convnet_kernels::BatchNormParams {
+        gamma: bn.gamma.val(),
+        beta: bn.beta.val(),
+        mean: bn.running_mean.value().to_device(&device),
+        var: bn.running_var.value().to_device(&device),
+        epsilon: bn.epsilon,
     };
     Some(convnet_kernels::conv2d_affine(
         x.clone(),
         conv.weight.val(),
-        scale,
-        shift,
+        conv.bias.as_ref().map(|b| b.val()),
+        bn_params,
         residual.cloned(),
         conv.stride,
         pad,
@@ -648,13 +651,19 @@ mod tests {
                     d < 1e-5,
                     "{n} {ci}->{co} s{stride} {hw:?} {residual} {relu}: {d}"
                 );
-                let (scale, shift) = super::bn_scale_shift(&bn, &cpu);
-                let shift = shift.add(super::conv_bias(&conv, &x).mul(scale.clone()));
+                // The same through the composed ops of the autodiff backend.
+                let params = convnet_kernels::BatchNormParams {
+                    gamma: bn.gamma.val().autodiff(),
+                    beta: bn.beta.val().autodiff(),
+                    mean: bn.running_mean.value().autodiff(),
+                    var: bn.running_var.value().autodiff(),
+                    epsilon: bn.epsilon,
+                };
                 let composed = convnet_kernels::conv2d_affine(
                     x.clone().autodiff(),
                     conv.weight.val().autodiff(),
-                    scale.autodiff(),
-                    shift.autodiff(),
+                    conv.bias.as_ref().map(|b| b.val().autodiff()),
+                    params,
                     res.map(|r| r.clone().autodiff()),
                     [stride, stride],
                     [1; 4],
