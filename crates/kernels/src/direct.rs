@@ -12,7 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::conv::{Scratch, Sums};
-use super::{Epilogue, FlexTensor, Geometry, Out, Shape, tensor, zeroed_chunks};
+use super::{Epilogue, FlexTensor, Geometry, Out, Shape, tensor, uninit_chunks};
 
 /// A vector of `f32` lanes of one instruction set; the methods are used only inside functions
 /// compiled for it.
@@ -456,16 +456,18 @@ fn forward_with(plan: Plan, xs: &[f32], ws: &[f32], ep: &Epilogue, g: Geometry) 
     let (p, in_size, out_size) = (g.p(), g.c * g.h * g.w, g.c_out * g.p());
     let threads = rayon::current_num_threads();
     if g.n >= threads {
-        let sample = |(s, y): (usize, &mut [f32])| {
+        let sample = |(s, y): (usize, &mut [std::mem::MaybeUninit<f32>])| {
             let mut xp = Scratch::new(g.c * hp * wp + SLACK);
             pad_input(&g, &xs[s * in_size..][..in_size], &mut xp);
-            let out = Out::new(super::as_uninit(y));
+            let out = Out::new(y);
             forward_dispatch(&plan, &g, &xp, &w, out, 0..g.ho);
-            for (o, row) in y.chunks_mut(p).enumerate() {
-                ep.apply(s, o, row);
+            for o in 0..g.c_out {
+                // SAFETY: the sample's rows, all written just above.
+                ep.apply(s, o, unsafe { out.span(o * p..(o + 1) * p) });
             }
         };
-        let y = zeroed_chunks(g.n * out_size, out_size, true, sample);
+        // SAFETY: `forward_dispatch` writes every value of the sample's output.
+        let y = unsafe { uninit_chunks(g.n * out_size, out_size, true, sample) };
         return tensor(y, Shape::new([g.n, g.c_out, g.ho, g.wo]));
     }
     // Four chunks of rows per thread, for balance.

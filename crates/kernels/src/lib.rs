@@ -716,22 +716,30 @@ fn zeroed_chunks<F>(len: usize, size: usize, parallel: bool, f: F) -> Vec<f32>
 where
     F: Fn((usize, &mut [f32])) + Send + Sync,
 {
-    if size == 0 || len == 0 {
-        return vec![0f32; len];
-    }
-    let mut values: Vec<f32> = Vec::with_capacity(len);
     let task = |(i, chunk): (usize, &mut [std::mem::MaybeUninit<f32>])| {
         chunk.fill(std::mem::MaybeUninit::new(0.0));
         // SAFETY: every value of the chunk was initialised just above.
         f((i, unsafe { &mut *(chunk as *mut [_] as *mut [f32]) }));
     };
-    for_each_chunk(
-        &mut values.spare_capacity_mut()[..len],
-        size,
-        parallel,
-        task,
-    );
-    // SAFETY: the chunks cover `0..len` (`size > 0`), and each was initialised by `task`.
+    // SAFETY: `task` initialises its whole chunk.
+    unsafe { uninit_chunks(len, size, parallel, task) }
+}
+
+/// A new vector of `len` values run through [`for_each_chunk`] (chunks of `size`) with its
+/// values not initialised, for tasks that overwrite every value of their chunk anyway.
+///
+/// # Safety
+/// `f` initialises every value of the chunk it is given.
+unsafe fn uninit_chunks<F>(len: usize, size: usize, parallel: bool, f: F) -> Vec<f32>
+where
+    F: Fn((usize, &mut [std::mem::MaybeUninit<f32>])) + Send + Sync,
+{
+    if size == 0 || len == 0 {
+        return vec![0f32; len];
+    }
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    for_each_chunk(&mut values.spare_capacity_mut()[..len], size, parallel, f);
+    // SAFETY: the chunks cover `0..len` (`size > 0`), and `f` initialised each.
     unsafe { values.set_len(len) };
     values
 }
