@@ -857,9 +857,34 @@ fn sgd_update(p: &mut [f32], v: &mut [f32], g: &[f32], k: [f32; 4], flags: [bool
 }
 }
 
-/// What [`wide_fn`] may use on this CPU: 2 for AVX-512 (F, BW, VL), 1 for AVX2 + FMA, else 0.
+/// What [`wide_fn`] and the direct convolution may use on this CPU: 2 for AVX-512 (F, BW,
+/// VL), 1 for AVX2 + FMA, else 0; at most what `CONVNET_SIMD` says (`avx512`, `avx2` or
+/// `none`), which runs the narrower copies of convnet's own loops on a wider CPU, to compare
+/// or to test them (`gemm` picks its kernels itself).
 #[inline]
 fn simd_level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("CONVNET_SIMD").ok().map(|v| simd_cap(&v));
+        detected_simd_level().min(cap.unwrap_or(2))
+    })
+}
+
+/// The level `CONVNET_SIMD=value` allows (a warning, and no cap, for other values).
+fn simd_cap(value: &str) -> u8 {
+    match value.to_ascii_lowercase().as_str() {
+        "avx512" => 2,
+        "avx2" => 1,
+        "none" => 0,
+        other => {
+            eprintln!("warning: CONVNET_SIMD={other} is not avx512, avx2 or none; ignored");
+            2
+        }
+    }
+}
+
+/// What this CPU has, as [`simd_level`] counts.
+fn detected_simd_level() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -2992,6 +3017,34 @@ mod tests {
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar()
+    }
+
+    /// The kernels' tests again in child processes with `CONVNET_SIMD` capping the
+    /// instruction set below this CPU's, so that the AVX2 and baseline copies of the loops
+    /// (`wide_fn!`, the direct convolution's AVX2 blocks, the im2col paths taken without the
+    /// direct kernel) are tested on an AVX-512 machine too.
+    #[test]
+    fn narrower_instruction_sets_pass_the_tests() {
+        if std::env::var_os("CONVNET_SIMD").is_some() {
+            return; // a child run
+        }
+        assert_eq!(super::simd_cap("AVX2"), 1);
+        for cap in ["avx2", "none"]
+            .into_iter()
+            .filter(|&c| super::simd_cap(c) < super::simd_level())
+        {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["tests::", "--skip", "narrower_instruction_sets"])
+                .env("CONVNET_SIMD", cap)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "CONVNET_SIMD={cap}:\n{report}");
+            assert!(
+                !report.contains("running 0 tests"),
+                "CONVNET_SIMD={cap} ran nothing"
+            );
+        }
     }
 
     /// Largest difference relative to the largest magnitude of `reference`.
