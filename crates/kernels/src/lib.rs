@@ -2609,15 +2609,35 @@ mod conv {
             }
         }
 
-        fn merge(mut self, other: Sums) -> Sums {
-            add_into(&mut self.dw, &other.dw);
-            self.db.iter_mut().zip(&other.db).for_each(|(x, y)| *x += y);
-            self
+        /// The first of `all` with the others added to it in order, value by value, in
+        /// parallel blocks of values (the same order for every value: the same result on
+        /// every run).
+        fn merge_all(mut all: Vec<Sums>) -> Option<Sums> {
+            let rest = all.split_off(1.min(all.len()));
+            let mut acc = all.pop()?;
+            const BLOCK: usize = 1 << 14;
+            acc.dw
+                .par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(k, block)| {
+                    for other in &rest {
+                        add_into(block, &other.dw[k * BLOCK..][..block.len()]);
+                    }
+                });
+            for other in &rest {
+                acc.db.iter_mut().zip(&other.db).for_each(|(x, y)| *x += y);
+            }
+            Some(acc)
         }
 
         /// Runs `task(sums, i, dx_i)` for work items `0..count`, item `i` owning `dx`'s
-        /// `i`-th chunk of `chunk` values (`None` when `dx` is empty): as parallel tasks with
-        /// their sums merged when `split`, otherwise in order.
+        /// `i`-th chunk of `chunk` values (`None` when `dx` is empty): when `split`, in runs
+        /// of consecutive items, two per thread, each run's items in order into sums of its
+        /// own, the runs' sums then added in run order ([`Self::merge_all`]); otherwise all in
+        /// order. The runs
+        /// and the order depend only on `count` and the thread count, so the same inputs give
+        /// the same sums bit for bit (rayon's `fold` and `reduce_with` had cut and merged
+        /// where threads happened to steal, and the default run differed from run to run).
         pub(super) fn fold<I, T>(
             split: bool,
             count: usize,
@@ -2630,29 +2650,34 @@ mod conv {
             I: Fn() -> Sums + Sync + Send,
             T: Fn(Sums, usize, Option<&mut [f32]>) -> Sums + Sync + Send,
         {
-            // (`reduce` with an identity zeroed and merged another set of sums per run of
-            // items; runs of one per thread, `with_min_len`, made B x0.90: the threads no
-            // longer balanced their work.)
-            let sums = match (split, dx.is_empty() || chunk == 0) {
-                (true, false) => dx
-                    .par_chunks_mut(chunk)
-                    .enumerate()
-                    .fold(&init, |acc, (i, d)| task(acc, i, Some(d)))
-                    .reduce_with(Sums::merge),
-                (true, true) => (0..count)
-                    .into_par_iter()
-                    .fold(&init, |acc, i| task(acc, i, None))
-                    .reduce_with(Sums::merge),
-                (false, _) => {
-                    let mut acc = init();
-                    let mut chunks = dx.chunks_mut(chunk.max(1));
-                    for i in 0..count {
-                        acc = task(acc, i, chunks.next());
-                    }
-                    Some(acc)
-                }
+            let runs = if split {
+                (2 * rayon::current_num_threads()).clamp(1, count.max(1))
+            } else {
+                1
             };
-            sums.unwrap_or_else(init)
+            let per_run = count.div_ceil(runs).max(1);
+            let has_dx = !dx.is_empty() && chunk > 0;
+            // Run `r`: items `r * per_run..` in order, each with its chunk of `dx`.
+            let run = |(r, dxr): (usize, Option<&mut [f32]>)| {
+                let items = r * per_run..count.min((r + 1) * per_run);
+                let mut chunks = dxr.map(|d| d.chunks_mut(chunk));
+                items.fold(init(), |acc, i| {
+                    task(acc, i, chunks.as_mut().and_then(Iterator::next))
+                })
+            };
+            let sums: Vec<Sums> = match (runs > 1, has_dx) {
+                (true, true) => dx
+                    .par_chunks_mut(per_run * chunk)
+                    .enumerate()
+                    .map(|(r, d)| run((r, Some(d))))
+                    .collect(),
+                (true, false) => (0..count.div_ceil(per_run))
+                    .into_par_iter()
+                    .map(|r| run((r, None)))
+                    .collect(),
+                (false, _) => vec![run((0, has_dx.then_some(dx)))],
+            };
+            Sums::merge_all(sums).unwrap_or_else(init)
         }
 
         /// The gradient tensors asked for by `need` (`x`, `w`, `b`), the weight's through
@@ -3017,6 +3042,57 @@ mod tests {
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar()
+    }
+
+    /// A convolution's gradients are the same bit for bit on every run in a 4-thread pool,
+    /// whichever thread took which samples (the per-task sums are cut and added in a fixed
+    /// order): the per-sample path (14x14 maps), the sample groups (4x4) and the direct kernel
+    /// (16 output channels, 5x5).
+    #[test]
+    fn conv_gradients_are_reproducible() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let values = |len: usize, seed: u32| -> Vec<f32> {
+            (0..len as u32)
+                .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect()
+        };
+        // n, c, c_out, h, k
+        for (n, c, c_out, h, k) in [(24, 8, 48, 14, 3), (24, 32, 64, 4, 3), (24, 4, 16, 12, 5)] {
+            let x = super::tensor(values(n * c * h * h, 1), super::Shape::new([n, c, h, h]));
+            let w = super::tensor(
+                values(c_out * c * k * k, 2),
+                super::Shape::new([c_out, c, k, k]),
+            );
+            let p = k / 2;
+            let g = super::Geometry::new(&x, &w, [1, 1], [p; 4]);
+            let gy = super::tensor(
+                values(n * c_out * h * h, 3),
+                super::Shape::new([n, c_out, h, h]),
+            );
+            let bits = |t: Option<super::FlexTensor>| -> Vec<u32> {
+                t.unwrap()
+                    .as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            let run = || {
+                let (dx, dw, db) = super::conv::backward(&gy, &x, &w, g, [true; 3]);
+                [bits(dx), bits(dw), bits(db)]
+            };
+            let first = pool.install(run);
+            for _ in 0..8 {
+                assert!(
+                    pool.install(run) == first,
+                    "{:?}: gradients differ between runs",
+                    (n, c, c_out, h, k)
+                );
+            }
+        }
     }
 
     /// The kernels' tests again in child processes with `CONVNET_SIMD` capping the
