@@ -51,8 +51,22 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
+    /// Run alone in a child process: the count is global, and the other tests' pools start
+    /// spinners too.
     #[test]
     fn spinners_start_in_a_pool_only_and_stop_when_idle() {
+        const NAME: &str = "awake::tests::spinners_start_in_a_pool_only_and_stop_when_idle";
+        if std::env::var_os("CONVNET_AWAKE_ALONE").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--test-threads", "1"])
+                .env("CONVNET_AWAKE_ALONE", "1")
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{report}");
+            assert!(report.contains("1 passed"), "{report}");
+            return;
+        }
         keep_awake();
         assert_eq!(SPINNERS.load(Ordering::Relaxed), 0, "outside a pool");
         let pool = rayon::ThreadPoolBuilder::new()
