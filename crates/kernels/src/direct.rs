@@ -128,6 +128,27 @@ mod x86 {
         gather8, store_n8);
 }
 
+/// `$name` compiled twice for x86-64, as `$avx512` (AVX-512) and `$avx2` (AVX2 + FMA alone),
+/// each with its instruction set enabled so that the [`Lanes`] methods inline into it; the
+/// dispatch calls the one [`super::simd_level`] allows. Generic over a [`Lanes`] type `V` and
+/// the block sizes `$g`.
+macro_rules! isa_copies {
+    ($name:ident => $avx512:ident, $avx2:ident;
+        <$(const $g:ident: $gt:ty),*> ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn $avx512<V: Lanes, $(const $g: $gt),*>($($arg: $ty),*) {
+            unsafe { $name::<V, $($g),*>($($arg),*) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2<V: Lanes, $(const $g: $gt),*>($($arg: $ty),*) {
+            unsafe { $name::<V, $($g),*>($($arg),*) }
+        }
+    };
+}
+
 /// Whether a convolution's forward pass runs here, on a CPU with AVX-512 or AVX2, with maps at
 /// least 4 wide:
 /// - stride 1, a kernel 3 or 5 wide, at most 32 output channels (or 64 on rows of 14 pixels
@@ -355,31 +376,9 @@ unsafe fn forward_sample<V: Lanes, const XB: usize, const OV: usize, const S: us
     }
 }
 
-/// [`forward_sample`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn forward_sample_avx512<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
-    g: &Geometry,
-    xp: &[f32],
-    w: &[f32],
-    y: Out,
-    rows: Range<usize>,
-) {
-    unsafe { forward_sample::<V, XB, OV, S>(g, xp, w, y, rows) }
-}
-
-/// [`forward_sample`] compiled for AVX2 alone.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_sample_avx2<V: Lanes, const XB: usize, const OV: usize, const S: usize>(
-    g: &Geometry,
-    xp: &[f32],
-    w: &[f32],
-    y: Out,
-    rows: Range<usize>,
-) {
-    unsafe { forward_sample::<V, XB, OV, S>(g, xp, w, y, rows) }
-}
+isa_copies!(forward_sample => forward_sample_avx512, forward_sample_avx2;
+    <const XB: usize, const OV: usize, const S: usize>
+    (g: &Geometry, xp: &[f32], w: &[f32], y: Out, rows: Range<usize>));
 
 /// Output pixels per forward block: the accumulators allow `full` (28 vectors on AVX-512, 12
 /// on AVX2), and half as many are taken where they waste fewer pixels past the row's end
@@ -587,29 +586,9 @@ unsafe fn weight_sample<V: Lanes, const RB: usize, const KW: usize, const OV: us
     }
 }
 
-/// [`weight_sample`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weight_sample_avx512<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
-    g: &Geometry,
-    xp: &[f32],
-    dyt: &[f32],
-    acc: &mut [f32],
-) {
-    unsafe { weight_sample::<V, RB, KW, OV>(g, xp, dyt, acc) }
-}
-
-/// [`weight_sample`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn weight_sample_avx2<V: Lanes, const RB: usize, const KW: usize, const OV: usize>(
-    g: &Geometry,
-    xp: &[f32],
-    dyt: &[f32],
-    acc: &mut [f32],
-) {
-    unsafe { weight_sample::<V, RB, KW, OV>(g, xp, dyt, acc) }
-}
+isa_copies!(weight_sample => weight_sample_avx512, weight_sample_avx2;
+    <const RB: usize, const KW: usize, const OV: usize>
+    (g: &Geometry, xp: &[f32], dyt: &[f32], acc: &mut [f32]));
 
 /// Kernel rows per weight-gradient block: as many as the accumulators allow.
 fn rows_per_block(plan: &Plan, kw: usize) -> usize {
