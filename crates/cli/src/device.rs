@@ -4,14 +4,19 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 
 /// Parses `cpu`, `ndarray`, `cuda[:N]` or `vulkan[:N]` (the GPU ones need their cargo feature).
+/// `vulkan` alone is the best Vulkan device found (a discrete GPU first, else an integrated
+/// one, else a software one such as Mesa's lavapipe; `CUBECL_WGPU_DEFAULT_DEVICE` overrides),
+/// `vulkan:N` the N-th discrete GPU.
 pub fn parse(spec: &str) -> Result<Device> {
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => (
             k,
-            i.parse::<usize>()
-                .map_err(|_| anyhow::anyhow!("bad device index in '{spec}'"))?,
+            Some(
+                i.parse::<usize>()
+                    .map_err(|_| anyhow::anyhow!("bad device index in '{spec}'"))?,
+            ),
         ),
-        None => (spec, 0),
+        None => (spec, None),
     };
     let _ = index;
     match kind {
@@ -19,9 +24,12 @@ pub fn parse(spec: &str) -> Result<Device> {
         #[cfg(feature = "ndarray")]
         "ndarray" => Ok(Device::ndarray()),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(index)),
+        "cuda" => Ok(Device::cuda(index.unwrap_or(0))),
         #[cfg(feature = "vulkan")]
-        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index))),
+        "vulkan" => Ok(Device::vulkan(match index {
+            Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+            None => burn::tensor::DeviceKind::DefaultDevice,
+        })),
         "ndarray" | "cuda" | "vulkan" => {
             bail!(
                 "this convnet was built without '{kind}' support; rebuild with `cargo build --release --features {kind}`"

@@ -7,6 +7,7 @@
 pub mod fast;
 pub mod layers;
 pub mod models;
+pub mod precision;
 pub mod pretrained;
 pub mod registry;
 pub mod rf;
@@ -16,6 +17,7 @@ pub mod trace;
 pub mod weights;
 
 pub use models::Network;
+pub use precision::Precision;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;

@@ -15,6 +15,8 @@ use burn::nn::{BatchNorm, Dropout, LocalResponseNorm};
 use burn::tensor::Tensor;
 use burn::tensor::activation;
 
+use crate::precision::{cast_to_input, in_weight_type};
+
 /// One traced layer call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracedLayer {
@@ -170,7 +172,10 @@ impl Layer<4> for Conv2d {
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
         let y = match crate::fast::conv2d(self, &x) {
             Some(y) => y,
-            None => self.forward(x),
+            None => match cast_to_input(self, &self.weight, &x) {
+                Some(half) => half.forward(x),
+                None => self.forward(x),
+            },
         };
         if !tracing() {
             return y;
@@ -184,7 +189,10 @@ impl Layer<4> for Conv2d {
 
 impl<const D: usize> Layer<D> for Linear {
     fn run(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = self.forward(x);
+        let y = match cast_to_input(self, &self.weight, &x) {
+            Some(half) => half.forward(x),
+            None => self.forward(x),
+        };
         if !tracing() {
             return y;
         }
@@ -199,10 +207,12 @@ impl<const D: usize> Layer<D> for BatchNorm {
         if probing() {
             return record_module("BatchNorm", self, 0, x);
         }
-        let y = match crate::fast::batch_norm(self, &x) {
-            Some(y) => y,
-            None => self.forward(x),
-        };
+        let y = in_weight_type(&self.gamma, x, |x| {
+            match crate::fast::batch_norm(self, &x) {
+                Some(y) => y,
+                None => self.forward(x),
+            }
+        });
         if !tracing() {
             return y;
         }

@@ -126,6 +126,9 @@ pub struct TrainingConfig {
     /// Transfer learning: pretrained weights, head, freezing, backbone learning rate.
     #[serde(default)]
     pub transfer: Option<crate::transfer::TransferConfig>,
+    /// Mixed precision: the float type the layers compute in (weights stay float32).
+    #[serde(default)]
+    pub precision: convnet_nn::Precision,
 }
 
 fn one() -> usize {

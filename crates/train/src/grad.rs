@@ -97,6 +97,56 @@ pub fn accumulate<M: Module>(model: &M, acc: &mut GradientsParams, mut new: Grad
     model.visit(&mut Merge { acc, new: &mut new });
 }
 
+/// Dynamic loss scaling for float16 training, as PyTorch's `GradScaler` with its defaults:
+/// the loss is multiplied by `scale` before the backward pass so that small gradients do not
+/// underflow float16; a step whose gradients overflowed is skipped and the scale halved, and
+/// after 2,000 steps in a row without overflow it doubles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossScale {
+    /// What the loss is multiplied by.
+    pub scale: f64,
+    /// Steps since the scale last changed without an overflow.
+    good: usize,
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self {
+            scale: 65536.0,
+            good: 0,
+        }
+    }
+}
+
+impl LossScale {
+    /// Steps without overflow after which the scale doubles.
+    pub const GROWTH_INTERVAL: usize = 2000;
+
+    /// Divides `grads` (of a loss multiplied by [`Self::scale`]) by the scale; returns whether
+    /// they are finite, so that the step may be taken, and adjusts the scale.
+    pub fn unscale<M: Module>(&mut self, model: &M, grads: &mut GradientsParams) -> bool {
+        scale(model, grads, 1.0 / self.scale);
+        let finite = global_norm(model, grads).is_finite();
+        self.update(finite);
+        finite
+    }
+
+    /// Halves the scale after an overflow; doubles it after [`Self::GROWTH_INTERVAL`] steps
+    /// in a row without one.
+    pub fn update(&mut self, finite: bool) {
+        if !finite {
+            self.scale = (self.scale / 2.0).max(f64::MIN_POSITIVE);
+            self.good = 0;
+        } else {
+            self.good += 1;
+            if self.good == Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good = 0;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +189,31 @@ mod tests {
         assert!((global_norm(&fc, &mut a) - (4.0f64 * 26.0).sqrt()).abs() < 1e-4);
         scale(&fc, &mut a, 0.5);
         assert!((global_norm(&fc, &mut a) - 26f64.sqrt()).abs() < 1e-4);
+    }
+
+    #[test]
+    fn loss_scaling_unscales_skips_overflows_and_grows_back() {
+        // Gradients of a loss scaled by 1024 come back unscaled.
+        let (fc, mut g) = grads_of(1.0);
+        scale(&fc, &mut g, 1024.0);
+        let mut s = LossScale {
+            scale: 1024.0,
+            good: 0,
+        };
+        assert!(s.unscale(&fc, &mut g));
+        assert!((global_norm(&fc, &mut g) - 26f64.sqrt()).abs() < 1e-4);
+        assert_eq!(s.scale, 1024.0);
+        // An overflow: the step is refused and the scale halves.
+        let (fc, mut g) = grads_of(f32::INFINITY);
+        assert!(!s.unscale(&fc, &mut g));
+        assert_eq!(s.scale, 512.0);
+        // 2,000 good steps in a row double it.
+        for _ in 0..LossScale::GROWTH_INTERVAL - 1 {
+            s.update(true);
+        }
+        assert_eq!(s.scale, 512.0);
+        s.update(true);
+        assert_eq!(s.scale, 1024.0);
+        assert_eq!(LossScale::default().scale, 65536.0);
     }
 }

@@ -10,7 +10,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use convnet_data::{Batch, DataError, Loader, Source};
 use convnet_eval::{Metrics, evaluate, images_tensor};
-use convnet_nn::{ModelError, Network};
+use convnet_nn::precision::{to_f32, to_precision};
+use convnet_nn::{ModelError, Network, Precision};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::checkpoint::{
@@ -286,6 +287,8 @@ impl Trainer {
         let num_batches = train_loader.num_batches().max(1);
         let mut reported = std::collections::HashSet::new();
         let (mut nan_in_a_row, mut nan_skipped) = (0usize, 0usize);
+        // Float16 training scales the loss (bfloat16 has float32's range and needs none).
+        let mut loss_scale = (cfg.precision == Precision::F16).then(grad::LossScale::default);
 
         for epoch in start..cfg.epochs {
             // Seeding per epoch makes dropout masks depend on (seed, epoch) only, so a resumed
@@ -359,12 +362,14 @@ impl Trainer {
                 if batch.labels.is_empty() {
                     continue;
                 }
-                let x = images_tensor(&mut batch, &train_device);
+                let x = to_precision(images_tensor(&mut batch, &train_device), cfg.precision);
                 let (logits, aux) = if aux_weight > 0.0 {
                     model.forward_with_aux(x)
                 } else {
                     (model.forward(x), Vec::new())
                 };
+                let (logits, aux): (_, Vec<_>) =
+                    (to_f32(logits), aux.into_iter().map(to_f32).collect());
                 let host = logits.to_data().try_to_vec::<f32>().expect("f32 logits");
                 let mut batch_metrics = Metrics::new(classes.len());
                 batch_metrics.update(&host, &batch.labels);
@@ -416,6 +421,9 @@ impl Trainer {
                     batch_loss =
                         batch_loss + loss::soft_cross_entropy(a, t.clone()).mul_scalar(aux_weight);
                 }
+                if let Some(s) = &loss_scale {
+                    batch_loss = batch_loss.mul_scalar(s.scale);
+                }
                 let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
                 let (grads, n) = match pending.take() {
                     Some((mut acc, n)) => {
@@ -435,6 +443,7 @@ impl Trainer {
                         lr_of_batch(b),
                         &mut ema,
                         lr_split.as_ref(),
+                        loss_scale.as_mut(),
                     );
                 }
                 pb.inc(1);
@@ -453,6 +462,7 @@ impl Trainer {
                     lr_of_batch(num_batches - 1),
                     &mut ema,
                     lr_split.as_ref(),
+                    loss_scale.as_mut(),
                 );
             }
             let seconds = spent + started.elapsed().as_secs_f64();
@@ -548,8 +558,8 @@ impl Trainer {
         })
     }
 
-    /// One optimizer step with `n` batches' summed gradients: average, clip, decoupled weight
-    /// decay, the optimizer's update, then the EMA.
+    /// One optimizer step with `n` batches' summed gradients: average, unscale (float16), clip,
+    /// decoupled weight decay, the optimizer's update, then the EMA.
     #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
@@ -560,10 +570,17 @@ impl Trainer {
         lr: f64,
         ema: &mut Option<Ema>,
         lr_split: Option<&crate::transfer::LrSplit>,
+        loss_scale: Option<&mut grad::LossScale>,
     ) -> Network {
         let cfg = &self.config;
         if n > 1 {
             grad::scale(&model, &mut grads, 1.0 / n as f64);
+        }
+        // Float16: gradients that overflowed skip the step (and lower the scale).
+        if let Some(s) = loss_scale
+            && !s.unscale(&model, &mut grads)
+        {
+            return model;
         }
         if let Some(max) = cfg.clip_grad_norm {
             grad::clip_global_norm(&model, &mut grads, max);

@@ -1126,6 +1126,7 @@ mod tests {
             early_stopping: None,
             ema: None,
             transfer,
+            precision: Default::default(),
         }
     }
 

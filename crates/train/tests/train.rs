@@ -77,6 +77,7 @@ fn config(data: &Path, model: &str, epochs: usize) -> TrainingConfig {
         early_stopping: None,
         ema: None,
         transfer: None,
+        precision: Default::default(),
     }
 }
 

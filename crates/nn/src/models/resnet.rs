@@ -110,6 +110,7 @@ fn shortcut(
             [n, c_out - c, h.div_ceil(stride), w.div_ceil(stride)],
             &x.device(),
         );
+        let zeros = crate::precision::same_type(zeros, &x);
         Tensor::cat(vec![x, zeros], 1)
     } else {
         x
