@@ -130,8 +130,9 @@ pub fn to_precision<const D: usize>(x: Tensor<D>, precision: Precision) -> Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::tests::small;
     use crate::registry::{MODELS, build};
-    use crate::spec::{ModelError, ModelSpec};
+    use crate::spec::ModelSpec;
     use burn::module::{ModuleVisitor, ParamId};
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::GradientsParams;
@@ -234,20 +235,7 @@ mod tests {
     fn every_model_runs_in_half_precision() {
         let device = Device::flex().autodiff();
         for entry in MODELS {
-            let side = |n: usize| (n / 3).max(n.min(32));
-            let mut s = ModelSpec::new(
-                entry.name,
-                [1, side(entry.input[1]), side(entry.input[2])],
-                5,
-            );
-            device.seed(1);
-            let net = match build(&s, &device) {
-                Err(ModelError::BadInput { .. }) => {
-                    s.input_size = [entry.input[1], entry.input[2]];
-                    build(&s, &device).unwrap()
-                }
-                other => other.unwrap(),
-            };
+            let (net, s) = small(entry, &device);
             let x = Tensor::<4>::random(
                 [2, 1, s.input_size[0], s.input_size[1]],
                 Distribution::Default,

@@ -564,7 +564,7 @@ pub fn native_spec(entry: &ModelEntry) -> ModelSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::trace::trace;
     use burn::module::Module;
@@ -597,27 +597,33 @@ mod tests {
         }
     }
 
-    /// Every model, at a small input with 1 channel and 5 classes (its native size when it
-    /// refuses the small one, e.g. Inception v3's aux head), fits a fixed batch: the loss
-    /// falls within a few Adam steps, so every layer passes gradients.
+    /// `entry` at a small input with 1 channel and 5 classes (its native size when it refuses
+    /// the small one, e.g. Inception v3's aux head), built after seeding `device` with 1.
+    pub(crate) fn small(entry: &ModelEntry, device: &Device) -> (Network, ModelSpec) {
+        let side = |n: usize| (n / 3).max(n.min(32));
+        let mut s = ModelSpec::new(
+            entry.name,
+            [1, side(entry.input[1]), side(entry.input[2])],
+            5,
+        );
+        device.seed(1);
+        let net = match build(&s, device) {
+            Err(ModelError::BadInput { .. }) => {
+                s.input_size = [entry.input[1], entry.input[2]];
+                build(&s, device).unwrap()
+            }
+            other => other.unwrap(),
+        };
+        (net, s)
+    }
+
+    /// Every model, at a small input ([`small`]), fits a fixed batch: the loss falls within a
+    /// few Adam steps, so every layer passes gradients.
     #[test]
     fn every_model_learns_a_fixed_batch() {
         let device = Device::flex().autodiff();
         for entry in MODELS {
-            let side = |n: usize| (n / 3).max(n.min(32));
-            let mut s = ModelSpec::new(
-                entry.name,
-                [1, side(entry.input[1]), side(entry.input[2])],
-                5,
-            );
-            device.seed(1);
-            let mut net = match build(&s, &device) {
-                Err(ModelError::BadInput { .. }) => {
-                    s.input_size = [entry.input[1], entry.input[2]];
-                    build(&s, &device).unwrap()
-                }
-                other => other.unwrap(),
-            };
+            let (mut net, s) = small(entry, &device);
             let mut optim = AdamConfig::new().init();
             let x = Tensor::<4>::random(
                 [4, 1, s.input_size[0], s.input_size[1]],
