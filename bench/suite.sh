@@ -26,6 +26,12 @@
 # else convnet's download cache), OUT (Markdown table, default /tmp/convnet-suite-last.md),
 # STEPS / WARMUP (override the timed / warm-up steps of A-D), A_STEPS, B_WARMUP, … (one
 # workload), E_EPOCHS, E_PER_CLASS (E on fewer epochs / a class-balanced subset), QUICK=1.
+# A-D on a GPU: DEVICE (convnet's --device, e.g. cuda or vulkan; default cpu), TORCH_DEVICE
+# (PyTorch's; default DEVICE with vulkan read as cuda), PRECISION (f32, f16 or bf16: convnet's
+# --precision against torch.autocast, with GradScaler for f16), BIN (a convnet binary built
+# elsewhere: no cargo build, for a machine without Rust), PYTHON (a Python with torch and
+# torchvision installed, instead of the venv), e.g.
+#   BIN=./convnet PYTHON=python3 DEVICE=vulkan PRECISION=f16 WORKLOADS="A B C" bash bench/suite.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,15 +47,27 @@ if [ "$quick" = 1 ]; then
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/convnet-suite.XXXXXX")
 
+device=${DEVICE:-cpu}
+torch_device=${TORCH_DEVICE:-${device/vulkan/cuda}}
+precision=${PRECISION:-f32}
+
 started=$(date +%s)
-cargo build --release -q -p convnet
-bin=$CARGO_TARGET_DIR/release/convnet
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
-  echo "creating the PyTorch venv $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q torch torchvision
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release -q -p convnet
+  bin=$CARGO_TARGET_DIR/release/convnet
 fi
-py=$venv/bin/python
+if [ -n "${PYTHON:-}" ]; then
+  py=$PYTHON
+else
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
+    echo "creating the PyTorch venv $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q torch torchvision
+  fi
+  py=$venv/bin/python
+fi
 
 # Steps of workload $1: $STEPS, else ${1}_STEPS, else $2 (and the same for WARMUP).
 steps() { local v=${1}_STEPS; echo "${STEPS:-${!v:-$2}}"; }
@@ -63,7 +81,10 @@ header() {
   echo "uptime: $(uptime)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "isa: $(grep -m1 -o -w 'avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-  echo "threads: $threads, rounds: $rounds, workloads: $workloads"
+  echo "threads: $threads, rounds: $rounds, workloads: $workloads, device: convnet $device, PyTorch $torch_device, precision: $precision"
+  if [[ $torch_device == cuda* ]]; then
+    echo "gpu: $("$py" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+  fi
 }
 header | tee "$work/header"
 
@@ -72,16 +93,17 @@ rows=()
 # sides), alternating which side goes first, and appends its table row.
 pair() {
   local name=$1 label=$2 n=$3 w=$4; shift 4
-  local args=(--steps "$n" --warmup "$w" --threads "$threads" "$@")
+  local args=(--steps "$n" --warmup "$w" --threads "$threads" --precision "$precision" "$@")
+  local cargs=("${args[@]}" --device "$device") targs=("${args[@]}" --device "$torch_device")
   local ci=() ti=() cm=() tm=() cr=() tr=() o t r
   echo "== $name: $label (steps $n, warm-up $w)"
   for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then
-      o=$("$bin" bench "${args[@]}")
-      t=$(OMP_NUM_THREADS=$threads "$py" bench/torch_step.py "${args[@]}")
+      o=$("$bin" bench "${cargs[@]}")
+      t=$(OMP_NUM_THREADS=$threads "$py" bench/torch_step.py "${targs[@]}")
     else
-      t=$(OMP_NUM_THREADS=$threads "$py" bench/torch_step.py "${args[@]}")
-      o=$("$bin" bench "${args[@]}")
+      t=$(OMP_NUM_THREADS=$threads "$py" bench/torch_step.py "${targs[@]}")
+      o=$("$bin" bench "${cargs[@]}")
     fi
     echo "  round $r convnet: $o"
     echo "  round $r pytorch: $t"

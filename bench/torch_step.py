@@ -227,6 +227,8 @@ def main():
     p.add_argument("--lr", type=float)
     p.add_argument("--momentum", type=float)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="f32", choices=["f32", "f16", "bf16"],
+                   help="mixed precision: torch.autocast to float16 (with GradScaler) or bfloat16")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -241,6 +243,8 @@ def main():
     x = torch.randn(a.batch_size, c, h, w, device=dev)
     y = torch.randint(0, classes, (a.batch_size,), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    half = {"f16": torch.float16, "bf16": torch.bfloat16}.get(a.precision)
+    autocast = lambda: torch.autocast(dev.type, dtype=half, enabled=half is not None)
     if a.inference:
         model.eval()
         with torch.no_grad():
@@ -248,17 +252,22 @@ def main():
                 if i == a.warmup:
                     sync()
                     t = time.perf_counter()
-                model(x)
+                with autocast():
+                    model(x)
     else:
         model.train()
         opt = optimizer(a.optimizer, model.parameters(), a.lr, a.momentum)
+        scaler = torch.amp.GradScaler(dev.type, enabled=a.precision == "f16")
         for i in range(a.warmup + a.steps):
             if i == a.warmup:
+                sync()
                 t = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+            with autocast():
+                loss = F.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             loss.item()
     sync()
     dt = time.perf_counter() - t
@@ -268,6 +277,7 @@ def main():
         "mode": "inference" if a.inference else "train",
         "optimizer": None if a.inference else a.optimizer,
         "device": a.device,
+        "precision": a.precision,
         "input": [c, h, w],
         "classes": classes,
         "batch": a.batch_size,

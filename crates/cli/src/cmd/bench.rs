@@ -12,8 +12,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::ValueEnum;
-use convnet_nn::ModelSpec;
+use convnet_nn::precision::{to_f32, to_precision};
+use convnet_nn::{ModelSpec, Precision};
 use convnet_train::config::OptimizerConfig;
+use convnet_train::grad::LossScale;
 
 use super::train::{Optimizer, parse_size};
 
@@ -61,6 +63,9 @@ pub struct Args {
     /// CPU threads [default: one per core].
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Mixed precision, as `convnet train --precision`: f16 (with its loss scaling) or bf16.
+    #[arg(long, default_value = "f32", value_name = "f32|f16|bf16")]
+    pub precision: Precision,
 }
 
 /// The optimizer settings `convnet train` would use for `--optimizer`, `--lr` and
@@ -111,6 +116,7 @@ fn measure(a: Args) -> Result<()> {
     let seconds = if a.inference {
         let model = convnet_nn::build(&spec, &device)?.valid();
         let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, &device);
+        let x = to_precision(x, a.precision);
         let mut t = Instant::now();
         for i in 0..a.warmup + a.steps {
             if i == a.warmup {
@@ -125,15 +131,27 @@ fn measure(a: Args) -> Result<()> {
         let mut optim = convnet_train::optim::build(&optim_cfg);
         let loss_fn = CrossEntropyLossConfig::new().init(&train);
         let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, &train);
+        let x = to_precision(x, a.precision);
         let y = Tensor::<1, Int>::random([n], Distribution::Uniform(0.0, classes as f64), &train);
+        // Float16 pays for its loss scaling as the trainer (and PyTorch's GradScaler) does.
+        let mut loss_scale = (a.precision == Precision::F16).then(LossScale::default);
         let mut t = Instant::now();
         for i in 0..a.warmup + a.steps {
             if i == a.warmup {
                 t = Instant::now();
             }
-            let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(optim_cfg.lr, model, grads);
+            let loss = loss_fn.forward(to_f32(model.forward(x.clone())), y.clone());
+            let scaled = match &loss_scale {
+                Some(s) => loss.clone().mul_scalar(s.scale),
+                None => loss.clone(),
+            };
+            let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+            if loss_scale
+                .as_mut()
+                .is_none_or(|s| s.unscale(&model, &mut grads))
+            {
+                model = optim.step(optim_cfg.lr, model, grads);
+            }
             let _ = loss.into_data();
         }
         t.elapsed().as_secs_f64()
@@ -142,7 +160,7 @@ fn measure(a: Args) -> Result<()> {
         .then(|| a.optimizer.to_possible_value())
         .flatten()
         .map(|v| v.get_name().to_string());
-    let fields: [(&str, serde_json::Value); 14] = [
+    let fields: [(&str, serde_json::Value); 15] = [
         ("impl", "convnet".into()),
         ("model", a.model.clone().into()),
         (
@@ -151,6 +169,7 @@ fn measure(a: Args) -> Result<()> {
         ),
         ("optimizer", optimizer.into()),
         ("device", a.device.clone().into()),
+        ("precision", a.precision.to_string().into()),
         ("input", serde_json::json!([c, h, w])),
         ("classes", classes.into()),
         ("batch", n.into()),
