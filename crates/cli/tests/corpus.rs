@@ -828,6 +828,7 @@ fn valid_checkpoint() -> Vec<u8> {
                 epoch: 1,
                 best_accuracy: 0.5,
                 partial: None,
+                loss_scale: None,
             };
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join("v.ckpt");

@@ -37,6 +37,9 @@ pub struct CheckpointMeta {
     /// When the run was stopped mid-epoch (Ctrl-C): how far into the next epoch it got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialEpoch>,
+    /// A float16 run's loss scale, so that a resumed run continues with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::grad::LossScale>,
 }
 
 /// The state of an epoch interrupted between two optimizer steps, enough to continue it
@@ -291,6 +294,7 @@ mod tests {
             epoch: 3,
             best_accuracy: 0.9,
             partial: None,
+            loss_scale: None,
         }
     }
 

@@ -101,7 +101,7 @@ pub fn accumulate<M: Module>(model: &M, acc: &mut GradientsParams, mut new: Grad
 /// the loss is multiplied by `scale` before the backward pass so that small gradients do not
 /// underflow float16; a step whose gradients overflowed is skipped and the scale halved, and
 /// after 2,000 steps in a row without overflow it doubles.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScale {
     /// What the loss is multiplied by.
     pub scale: f64,

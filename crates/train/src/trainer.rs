@@ -24,8 +24,9 @@ use crate::history::{History, HistoryRow};
 use crate::schedule::Position;
 use crate::{grad, loss, optim};
 
-/// What resuming restores: model, optimizer, epochs done, best accuracy, history, and how far
-/// into the next epoch the run got when it was stopped mid-epoch.
+/// What resuming restores: model, optimizer, epochs done, best accuracy, history, how far
+/// into the next epoch the run got when it was stopped mid-epoch, and a float16 run's loss
+/// scale.
 type Restored = (
     Network,
     burn::optim::ModuleOptimizer,
@@ -33,6 +34,7 @@ type Restored = (
     f64,
     History,
     Option<PartialEpoch>,
+    Option<grad::LossScale>,
 );
 
 /// The files of a run folder.
@@ -229,26 +231,28 @@ impl Trainer {
             .map_err(|e| io_err(&self.paths.dir, e))?;
         let train_device = self.device.clone().autodiff();
 
-        let (mut model, mut optim, start, mut best, mut history, mut partial) = if resume {
-            self.restore(&train_device)?
-        } else {
-            let json = serde_json::to_vec_pretty(cfg).expect("config serialises");
-            convnet_data::files::write_atomic(&self.paths.config(), &json)
-                .map_err(|e| io_err(&self.paths.config(), e))?;
-            self.device.seed(cfg.seed);
-            let model = convnet_nn::build(&cfg.model, &train_device)?;
-            // Pretrained weights and a new head (transfer learning), when configured.
-            let model =
-                crate::transfer::init(model, &cfg.model, cfg.transfer.as_ref(), &train_device)?;
-            (
-                model,
-                optim::build(&cfg.optimizer),
-                0,
-                f64::NEG_INFINITY,
-                History::default(),
-                None,
-            )
-        };
+        let (mut model, mut optim, start, mut best, mut history, mut partial, saved_scale) =
+            if resume {
+                self.restore(&train_device)?
+            } else {
+                let json = serde_json::to_vec_pretty(cfg).expect("config serialises");
+                convnet_data::files::write_atomic(&self.paths.config(), &json)
+                    .map_err(|e| io_err(&self.paths.config(), e))?;
+                self.device.seed(cfg.seed);
+                let model = convnet_nn::build(&cfg.model, &train_device)?;
+                // Pretrained weights and a new head (transfer learning), when configured.
+                let model =
+                    crate::transfer::init(model, &cfg.model, cfg.transfer.as_ref(), &train_device)?;
+                (
+                    model,
+                    optim::build(&cfg.optimizer),
+                    0,
+                    f64::NEG_INFINITY,
+                    History::default(),
+                    None,
+                    None,
+                )
+            };
 
         let mut train_loader = Loader::new(
             train.clone(),
@@ -288,7 +292,8 @@ impl Trainer {
         let mut reported = std::collections::HashSet::new();
         let (mut nan_in_a_row, mut nan_skipped) = (0usize, 0usize);
         // Float16 training scales the loss (bfloat16 has float32's range and needs none).
-        let mut loss_scale = (cfg.precision == Precision::F16).then(grad::LossScale::default);
+        let mut loss_scale =
+            (cfg.precision == Precision::F16).then(|| saved_scale.unwrap_or_default());
 
         for epoch in start..cfg.epochs {
             // Seeding per epoch makes dropout masks depend on (seed, epoch) only, so a resumed
@@ -340,9 +345,16 @@ impl Trainer {
                         metrics: m,
                         seconds: spent + started.elapsed().as_secs_f64(),
                     };
-                    return Err(
-                        self.interrupted_in(epoch, done, &model, &optim, best, &classes, &ema)
-                    );
+                    return Err(self.interrupted_in(
+                        epoch,
+                        done,
+                        &model,
+                        &optim,
+                        best,
+                        &classes,
+                        &ema,
+                        &loss_scale,
+                    ));
                 }
                 // Dropout and other randomness depend on (seed, epoch, batch) only, so a run
                 // resumed at any batch replays exactly what an uninterrupted one would.
@@ -523,6 +535,7 @@ impl Trainer {
                 epoch + 1,
                 monitored,
                 &mut best,
+                &loss_scale,
             )?;
             if let Some(ema) = &ema {
                 self.save_ema(ema, &val_loader, &classes, epoch + 1)?;
@@ -634,7 +647,7 @@ impl Trainer {
             }
             None => f64::NAN,
         };
-        let meta = self.meta(classes, epoch, acc, None);
+        let meta = self.meta(classes, epoch, acc, None, &None);
         checkpoint::save(&self.ema_path(), &meta, &ema.model, None)?;
         Ok(())
     }
@@ -651,6 +664,7 @@ impl Trainer {
         epoch: usize,
         monitored: f64,
         best: &mut f64,
+        loss_scale: &Option<grad::LossScale>,
     ) -> Result<(), TrainError> {
         let p = &self.paths;
         convnet_data::files::write_atomic(&p.history(), history.to_csv().as_bytes())
@@ -665,7 +679,7 @@ impl Trainer {
         if improved {
             *best = monitored;
         }
-        let meta = self.meta(classes, epoch, *best, None);
+        let meta = self.meta(classes, epoch, *best, None, loss_scale);
         if improved {
             checkpoint::save(&p.best(), &meta, model, None)?;
         }
@@ -716,6 +730,7 @@ impl Trainer {
             ckpt.meta.best_accuracy,
             history,
             ckpt.meta.partial,
+            ckpt.meta.loss_scale,
         ))
     }
 
@@ -731,12 +746,13 @@ impl Trainer {
         best: f64,
         classes: &[String],
         ema: &Option<Ema>,
+        loss_scale: &Option<grad::LossScale>,
     ) -> TrainError {
         if done.batches == 0 {
             return self.interrupted(epoch);
         }
         let batches = done.batches;
-        let meta = self.meta(classes, epoch, best, Some(done));
+        let meta = self.meta(classes, epoch, best, Some(done), loss_scale);
         let saved = ema
             .as_ref()
             .map(|e| checkpoint::save(&self.ema_path(), &meta, &e.model, None))
@@ -762,6 +778,7 @@ impl Trainer {
         epoch: usize,
         best_accuracy: f64,
         partial: Option<PartialEpoch>,
+        loss_scale: &Option<grad::LossScale>,
     ) -> CheckpointMeta {
         CheckpointMeta {
             format: FORMAT_VERSION,
@@ -771,6 +788,7 @@ impl Trainer {
             epoch,
             best_accuracy,
             partial,
+            loss_scale: loss_scale.clone(),
         }
     }
 

@@ -1203,6 +1203,7 @@ mod tests {
             classes: (0..10).map(|i| i.to_string()).collect(),
             epoch: 1,
             best_accuracy: 0.5,
+            loss_scale: None,
             partial: None,
         };
         let path = dir.path().join("a.ckpt");

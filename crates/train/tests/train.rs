@@ -157,6 +157,43 @@ fn resume_replays_an_uninterrupted_run() {
     }
 }
 
+/// Float16 mixed precision trains (the loss falls), saves its loss scale with the checkpoint,
+/// and a run resumed after epoch 2 replays an uninterrupted one.
+#[test]
+fn half_precision_trains_and_resumes_exactly() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synthetic_folder(&data, 24);
+    let half = |epochs| {
+        let mut c = config(&data, "small-cnn", epochs);
+        c.precision = convnet_nn::Precision::F16;
+        c
+    };
+    let full = trainer(half(4), &tmp.path().join("full"))
+        .run(false)
+        .unwrap();
+    let rows = &full.history.rows;
+    assert!(rows[3].train_loss < 0.5 * rows[0].train_loss, "{rows:?}");
+    let split = tmp.path().join("split");
+    trainer(half(2), &split).run(false).unwrap();
+    let meta = convnet_train::checkpoint::read_meta(&split.join("last.ckpt")).unwrap();
+    let scale = meta.loss_scale.expect("a float16 run saves its loss scale");
+    assert!(scale.scale > 0.0 && scale.scale <= 65536.0, "{scale:?}");
+    let resumed = trainer(half(4), &split).run(true).unwrap();
+    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    // The scale continued where it was (its count of good steps too), not from the start.
+    let ends = |dir: &str| {
+        convnet_train::checkpoint::read_meta(&tmp.path().join(dir).join("last.ckpt"))
+            .unwrap()
+            .loss_scale
+    };
+    assert_eq!(ends("full"), ends("split"));
+}
+
 #[test]
 fn resume_without_a_checkpoint_or_with_another_model_is_refused() {
     let _serial = serial();
