@@ -8,6 +8,10 @@ use burn::tensor::Device;
 /// one, else a software one such as Mesa's lavapipe; `CUBECL_WGPU_DEFAULT_DEVICE` overrides),
 /// `vulkan:N` the N-th discrete GPU.
 pub fn parse(spec: &str) -> Result<Device> {
+    #[cfg(feature = "wgpu")]
+    if let Some(api) = spec.strip_prefix("wgpu") {
+        return wgpu(spec, api);
+    }
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => (
             k,
@@ -32,13 +36,60 @@ pub fn parse(spec: &str) -> Result<Device> {
         })),
         // The backends this build has are matched above (so this arm is partly unreachable).
         #[allow(unreachable_patterns)]
-        "ndarray" | "cuda" | "vulkan" => {
+        "ndarray" | "cuda" | "vulkan" | "wgpu" => {
             bail!(
                 "this convnet was built without '{kind}' support; rebuild with `cargo build --release --features {kind}`"
             )
         }
         _ => bail!("unknown device '{spec}'; use cpu, cuda[:N] or vulkan[:N]"),
     }
+}
+
+/// `wgpu` (the graphics API wgpu picks) or `wgpu:API` with API `vulkan`, `metal`, `dx12` or
+/// `gl` (OpenGL, where no Vulkan driver is installed), on the best device found.
+#[cfg(feature = "wgpu")]
+fn wgpu(spec: &str, api: &str) -> Result<Device> {
+    use burn::tensor::wgpu::WgpuBackend;
+    let api = match api {
+        "" => WgpuBackend::Auto,
+        ":vulkan" => WgpuBackend::Vulkan,
+        ":metal" => WgpuBackend::Metal,
+        ":dx12" => WgpuBackend::Dx12,
+        ":gl" => WgpuBackend::Gl,
+        _ => bail!(
+            "unknown device '{spec}'; use wgpu, wgpu:vulkan, wgpu:metal, wgpu:dx12 or wgpu:gl"
+        ),
+    };
+    // A wgpu runtime starts once per process: later commands' parses (the test evaluation
+    // after training) get the device started first.
+    static STARTED: std::sync::Mutex<Vec<(String, Device)>> = std::sync::Mutex::new(Vec::new());
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, d)) = started.iter().find(|(s, _)| s == spec) {
+        return Ok(d.clone());
+    }
+    let device = Device::wgpu_options()
+        .graphics_api(api)
+        .init()
+        .map_err(|e| anyhow::anyhow!("cannot start the GPU device '{spec}': {e}"))?;
+    started.push((spec.to_string(), device.clone()));
+    Ok(device)
+}
+
+/// Refuses `--precision` where `device` cannot compute in its half type (wgpu on OpenGL has
+/// no float16), before a kernel fails deep inside a training step.
+pub fn check_precision(
+    device: &Device,
+    spec: &str,
+    precision: convnet_nn::Precision,
+) -> Result<()> {
+    if let Some(dtype) = precision.half()
+        && !device.supports_dtype(dtype)
+    {
+        bail!(
+            "the device '{spec}' does not compute in {precision}; use another --precision (f32, f16 or bf16) or another --device"
+        );
+    }
+    Ok(())
 }
 
 /// Sizes the CPU thread pool (0 = one thread per core), whose threads flush subnormal floats

@@ -397,6 +397,12 @@ impl Trainer {
                         } else {
                             " (--nan skip-batch skips such batches instead)".to_string()
                         };
+                        // Float16's range ends at 65,504: logits beyond it are infinite.
+                        let skipped = if cfg.precision == Precision::F16 {
+                            format!("{skipped}; float16 overflows at 65,504: try --precision bf16")
+                        } else {
+                            skipped
+                        };
                         return Err(TrainError::NonFinite {
                             value: batch_metrics.loss_sum,
                             epoch: epoch + 1,

@@ -99,6 +99,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn measure(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
+    crate::device::check_precision(&device, &a.device, a.precision)?;
     let entry = convnet_nn::find(&a.model)?;
     let c = a.in_channels.unwrap_or(entry.input[0]);
     let [h, w] = match &a.input_size {

@@ -453,6 +453,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn train(a: Args) -> Result<()> {
     let device = crate::device::parse(&a.device)?;
+    crate::device::check_precision(&device, &a.device, a.precision)?;
     if a.precision != convnet_nn::Precision::F32 && device == burn::tensor::Device::flex() {
         eprintln!(
             "warning: --precision {} on the CPU runs Burn's generic half-precision kernels, several times slower than float32 (small-cnn: 6.6x); it is meant for GPUs",
