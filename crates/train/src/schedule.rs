@@ -51,7 +51,8 @@ pub struct ScheduleConfig {
     /// Multi-step: the epochs at which the rate is multiplied by `gamma`.
     #[serde(default)]
     pub milestones: Vec<usize>,
-    /// Cosine: epochs of linear warm-up from `lr / 100` (may be fractional).
+    /// Epochs of linear warm-up from `lr / 100`, per batch (may be fractional); every
+    /// schedule but one-cycle, which rises on its own.
     #[serde(default)]
     pub warmup_epochs: f64,
     /// Cosine: the final learning rate.
@@ -109,7 +110,8 @@ impl ScheduleConfig {
         let cos = |from: f64, to: f64, p: f64| {
             to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * p.clamp(0.0, 1.0)).cos())
         };
-        match self.kind {
+        let warm = self.warmup_epochs.max(0.0);
+        let v = match self.kind {
             ScheduleKind::Step => match self.step {
                 Some(s) if s > 0 => base * self.gamma.powi((epoch / s) as i32),
                 _ => base,
@@ -120,7 +122,6 @@ impl ScheduleConfig {
             }
             ScheduleKind::Exponential => base * self.gamma.powi(epoch as i32),
             ScheduleKind::Cosine => {
-                let warm = self.warmup_epochs.max(0.0);
                 if t < warm {
                     let start = base / 100.0;
                     start + (base - start) * t / warm
@@ -145,6 +146,14 @@ impl ScheduleConfig {
                 let done = &val_losses[..val_losses.len().min(epoch)];
                 base * self.gamma.powi(plateau_cuts(done, self.patience) as i32)
             }
+        };
+        // The epoch schedules warm up as torchvision's reference scripts do (`LinearLR`,
+        // start factor 0.01, per batch); cosine warms up above, one-cycle has its own rise.
+        let epochwise = !matches!(self.kind, ScheduleKind::Cosine | ScheduleKind::OneCycle);
+        if epochwise && t < warm {
+            v * (0.01 + 0.99 * t / warm)
+        } else {
+            v
         }
     }
 }
@@ -237,6 +246,28 @@ mod tests {
         // Half-way through the 10 annealing epochs: the mean of peak and floor.
         close(s.lr(0.1, at(7, 0.0, 12), &[]), (0.1 + 0.001) / 2.0);
         assert!(s.lr(0.1, at(11, 0.999, 12), &[]) < 0.0011);
+    }
+
+    #[test]
+    fn step_schedules_warm_up_linearly_too() {
+        let s = ScheduleConfig {
+            kind: ScheduleKind::Step,
+            step: Some(2),
+            gamma: 0.1,
+            warmup_epochs: 1.0,
+            ..Default::default()
+        };
+        close(s.lr(0.1, at(0, 0.0, 4), &[]), 0.001);
+        close(s.lr(0.1, at(0, 0.5, 4), &[]), 0.1 * (0.01 + 0.99 * 0.5));
+        close(s.lr(0.1, at(1, 0.0, 4), &[]), 0.1);
+        close(s.lr(0.1, at(2, 0.0, 4), &[]), 0.01);
+        // One-cycle keeps its own rise.
+        let one = ScheduleConfig {
+            kind: ScheduleKind::OneCycle,
+            warmup_epochs: 1.0,
+            ..Default::default()
+        };
+        close(one.lr(0.4, at(0, 0.0, 10), &[]), 0.4 / 25.0);
     }
 
     #[test]

@@ -515,11 +515,18 @@ impl Trainer {
                 seconds,
                 images_per_sec: m.count as f64 / seconds.max(1e-9),
             };
+            // Within-epoch schedules (warm-up, cosine per batch) show where the LR went.
+            let last_lr = lr_of_batch(num_batches - 1);
+            let lr_shown = if (last_lr - lr).abs() > 1e-6 * lr.abs().max(last_lr.abs()) {
+                format!("{lr:.2e}→{last_lr:.2e}")
+            } else {
+                format!("{lr:.2e}")
+            };
             println!(
-                "epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  {:.1}s ({:.0} img/s)",
+                "epoch {:>3}/{}  lr {}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  {:.1}s ({:.0} img/s)",
                 row.epoch,
                 cfg.epochs,
-                lr,
+                lr_shown,
                 row.train_loss,
                 100.0 * row.train_acc,
                 row.val_loss,

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use convnet_data::Preprocess;
 use convnet_nn::ModelSpec;
 use convnet_train::config::{DataConfig, OptimizerConfig, OptimizerKind, ScheduleConfig};
-use convnet_train::trainer::TrainError;
+use convnet_train::trainer::{Outcome, TrainError};
 use convnet_train::{RunPaths, Trainer, TrainingConfig};
 use rand::{Rng, SeedableRng};
 
@@ -101,6 +101,18 @@ fn trainer(cfg: TrainingConfig, dir: &Path) -> Trainer {
     }
 }
 
+/// `resumed` replays `full` epoch by epoch, to the 6 decimals `history.csv` keeps.
+fn assert_replays(full: &Outcome, resumed: &Outcome) {
+    assert_eq!(full.history.rows.len(), resumed.history.rows.len());
+    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
+        assert_eq!(a.epoch, b.epoch);
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.train_acc - b.train_acc).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        assert!((a.val_acc - b.val_acc).abs() < 1e-9, "{a:?} vs {b:?}");
+    }
+}
+
 #[test]
 fn loss_falls_and_files_are_written() {
     let _serial = serial();
@@ -149,12 +161,7 @@ fn resume_replays_an_uninterrupted_run() {
         .run(true)
         .unwrap();
     assert_eq!(resumed.history.rows.len(), 4);
-    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
-        assert_eq!(a.epoch, b.epoch);
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert_eq!(a.val_acc, b.val_acc);
-    }
+    assert_replays(&full, &resumed);
 }
 
 /// Float16 mixed precision trains (the loss falls), saves its loss scale with the checkpoint,
@@ -181,10 +188,7 @@ fn half_precision_trains_and_resumes_exactly() {
     let scale = meta.loss_scale.expect("a float16 run saves its loss scale");
     assert!(scale.scale > 0.0 && scale.scale <= 65536.0, "{scale:?}");
     let resumed = trainer(half(4), &split).run(true).unwrap();
-    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-    }
+    assert_replays(&full, &resumed);
     // The scale continued where it was (its count of good steps too), not from the start.
     let ends = |dir: &str| {
         convnet_train::checkpoint::read_meta(&tmp.path().join(dir).join("last.ckpt"))
@@ -302,9 +306,5 @@ fn stopping_mid_epoch_saves_and_resumes_exactly() {
     let run = stopped_inside.expect("one of the stops landed inside an epoch");
     let resumed = trainer(small(2), &run).run(true).unwrap();
     assert_eq!(resumed.history.rows.len(), 2);
-    for (a, b) in full.history.rows.iter().zip(&resumed.history.rows) {
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.train_acc - b.train_acc).abs() < 1e-5, "{a:?} vs {b:?}");
-        assert!((a.val_loss - b.val_loss).abs() < 1e-5, "{a:?} vs {b:?}");
-    }
+    assert_replays(&full, &resumed);
 }

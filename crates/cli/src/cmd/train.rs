@@ -114,7 +114,8 @@ pub struct Args {
     /// multi-step: epochs at which the rate is multiplied by --lr-gamma, e.g. 30,80.
     #[arg(long, value_delimiter = ',')]
     pub milestones: Vec<usize>,
-    /// cosine: epochs of linear warm-up (fractions allowed).
+    /// Epochs of linear warm-up from lr/100, per batch (fractions allowed); every schedule but
+    /// one-cycle, which rises on its own.
     #[arg(long, default_value_t = 0.0)]
     pub warmup_epochs: f64,
     /// cosine: final learning rate.
