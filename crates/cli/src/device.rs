@@ -3,14 +3,23 @@
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-/// Parses `cpu`, `ndarray`, `cuda[:N]` or `vulkan[:N]` (the GPU ones need their cargo feature).
-/// `vulkan` alone is the best Vulkan device found (a discrete GPU first, else an integrated
+/// Parses `cpu`, `ndarray`, `cuda[:N]`, `vulkan[:N]` or `wgpu[:API]` (the GPU ones need their
+/// cargo feature). `vulkan` alone is the best Vulkan device found (a discrete GPU first, else an integrated
 /// one, else a software one such as Mesa's lavapipe; `CUBECL_WGPU_DEFAULT_DEVICE` overrides),
 /// `vulkan:N` the N-th discrete GPU.
 pub fn parse(spec: &str) -> Result<Device> {
-    #[cfg(feature = "wgpu")]
     if let Some(api) = spec.strip_prefix("wgpu") {
+        #[cfg(feature = "wgpu")]
         return wgpu(spec, api);
+        #[cfg(not(feature = "wgpu"))]
+        bail!(
+            "this convnet was built without 'wgpu' support (asked for '{spec}'{}); rebuild with `cargo build --release --features wgpu`",
+            if api.is_empty() {
+                ""
+            } else {
+                ", a graphics API of wgpu"
+            }
+        );
     }
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => (
@@ -36,12 +45,12 @@ pub fn parse(spec: &str) -> Result<Device> {
         })),
         // The backends this build has are matched above (so this arm is partly unreachable).
         #[allow(unreachable_patterns)]
-        "ndarray" | "cuda" | "vulkan" | "wgpu" => {
+        "ndarray" | "cuda" | "vulkan" => {
             bail!(
                 "this convnet was built without '{kind}' support; rebuild with `cargo build --release --features {kind}`"
             )
         }
-        _ => bail!("unknown device '{spec}'; use cpu, cuda[:N] or vulkan[:N]"),
+        _ => bail!("unknown device '{spec}'; use cpu, cuda[:N], vulkan[:N] or wgpu[:API]"),
     }
 }
 

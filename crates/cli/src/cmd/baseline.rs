@@ -33,7 +33,7 @@ pub struct DataArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Compute device: cpu, cuda[:N] or vulkan[:N].
+    /// Compute device: cpu, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CPU threads [default: one per core].

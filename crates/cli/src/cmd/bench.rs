@@ -57,7 +57,7 @@ pub struct Args {
     /// rmsprop].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Compute device: cpu, ndarray, cuda[:N] or vulkan[:N].
+    /// Compute device: cpu, ndarray, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CPU threads [default: one per core].

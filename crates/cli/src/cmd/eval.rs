@@ -45,7 +45,7 @@ pub struct Args {
     /// checkpoint's folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compute device: cpu, cuda[:N] or vulkan[:N].
+    /// Compute device: cpu, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CPU threads for the tensor kernels [default: one per core].

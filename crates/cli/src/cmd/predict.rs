@@ -41,7 +41,7 @@ pub struct Args {
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Compute device: cpu, cuda[:N] or vulkan[:N].
+    /// Compute device: cpu, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl].
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -57,7 +57,7 @@ pub struct Args {
     /// Classes per answer (`?top=K` overrides it per request).
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// Compute device: cpu, cuda[:N] or vulkan[:N].
+    /// Compute device: cpu, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CPU threads for the tensor kernels [default: one per core].

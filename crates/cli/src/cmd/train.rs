@@ -185,7 +185,8 @@ pub struct Args {
     /// Continue the run in this folder from its last completed epoch.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
-    /// Compute device: cpu, cuda[:N] or vulkan[:N] (GPU ones need their cargo feature).
+    /// Compute device: cpu, cuda[:N], vulkan[:N] or wgpu[:vulkan|metal|dx12|gl] (GPU ones need
+    /// their cargo feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Mixed precision: f16 or bf16 activations and products with float32 weights (as
