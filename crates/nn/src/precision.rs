@@ -82,7 +82,15 @@ pub(crate) fn cast_to_input<M: Module, const D: usize, const E: usize>(
     x: &Tensor<D>,
 ) -> Option<M> {
     let dtype = x.dtype();
-    (dtype != weight.val().dtype()).then(|| module.clone().map(&mut CastTo(dtype.into())))
+    (is_half(dtype) && dtype != weight.val().dtype())
+        .then(|| module.clone().map(&mut CastTo(dtype.into())))
+}
+
+/// Whether `dtype` is a half type. Only those inputs are cast for: convnet's weights are
+/// float32, so a float32 input (the default path, every layer of every pass) skips reading
+/// the weight's type.
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
 }
 
 /// `f(x)` computed in `weight`'s float type when `x` has another one, cast back to `x`'s:
@@ -92,7 +100,11 @@ pub(crate) fn in_weight_type<const D: usize, const E: usize>(
     x: Tensor<D>,
     f: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
-    let (dtype, wtype) = (x.dtype(), weight.val().dtype());
+    let dtype = x.dtype();
+    if !is_half(dtype) {
+        return f(x);
+    }
+    let wtype = weight.val().dtype();
     if dtype == wtype {
         return f(x);
     }
